@@ -1,0 +1,13 @@
+"""`pnr data` (placeholder until its issue lands)."""
+
+from pnr.errors import PnrError
+
+
+def add_parser(sub):
+    p = sub.add_parser("data", help="(not yet implemented)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args):
+    raise PnrError("'pnr data' is not implemented yet")

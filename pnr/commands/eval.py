@@ -1,0 +1,13 @@
+"""`pnr eval` (placeholder until its issue lands)."""
+
+from pnr.errors import PnrError
+
+
+def add_parser(sub):
+    p = sub.add_parser("eval", help="(not yet implemented)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args):
+    raise PnrError("'pnr eval' is not implemented yet")

@@ -1,0 +1,13 @@
+"""`pnr prior` (placeholder until its issue lands)."""
+
+from pnr.errors import PnrError
+
+
+def add_parser(sub):
+    p = sub.add_parser("prior", help="(not yet implemented)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args):
+    raise PnrError("'pnr prior' is not implemented yet")

@@ -1,0 +1,89 @@
+"""The one denoiser interface every guidance function uses (built-in prior, diffusers adapters).
+
+Shapes: B = batch of view-groups, V = views denoised jointly (4 for a multi-view prior, 1 for a
+single-view prior), C/h/w = the prior's own space (RGB pixels for the built-in prior, 4-channel
+latents for Stable Diffusion). Time t is continuous in [0, 1] and maps onto the discrete DDPM
+schedule; x_t = alpha(t) * x0 + sigma(t) * eps (variance preserving).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class NoiseSchedule:
+    """Discrete VP schedule; `alphas_cumprod: [T]`. t in [0,1] -> index round(t * (T - 1))."""
+
+    alphas_cumprod: Tensor
+
+    @property
+    def num_steps(self) -> int:
+        return self.alphas_cumprod.shape[0]
+
+    def index(self, t: Tensor) -> Tensor:
+        return (t.clamp(0, 1) * (self.num_steps - 1)).round().long()
+
+    def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        acp = self.alphas_cumprod.to(t.device)[self.index(t).to(t.device)]
+        return acp.sqrt(), (1 - acp).sqrt()
+
+    @staticmethod
+    def scaled_linear(num_steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> "NoiseSchedule":
+        """Stable Diffusion's schedule (also used by MVDream and the built-in prior)."""
+        betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_steps, dtype=torch.float64) ** 2
+        return NoiseSchedule(torch.cumprod(1 - betas, 0).float())
+
+
+class Denoiser(Protocol):
+    """What guidance needs from a diffusion prior. Implementations: pnr.priors.builtin, pnr.priors.sd, ..."""
+
+    num_views: int  # V views denoised jointly
+    image_size: int  # render resolution the prior expects (pixels)
+    schedule: NoiseSchedule
+
+    def encode_text(self, prompts: list[str]) -> Any:
+        """Conditioning for `prompts` (raises PromptError for text the prior cannot represent)."""
+
+    def null_text(self, batch: int) -> Any:
+        """Unconditional conditioning (classifier-free guidance's empty prompt)."""
+
+    def encode_images(self, rgb: Tensor) -> Tensor:
+        """rgb: [B, V, 3, H, W] in [0, 1] -> x: [B, V, C, h, w] in the prior's space; differentiable."""
+
+    def decode(self, x: Tensor) -> Tensor:
+        """x: [B, V, C, h, w] -> rgb [B, V, 3, H, W] in [0, 1]."""
+
+    def predict_eps(self, x_t: Tensor, t: Tensor, cond: Any, c2w: Tensor) -> Tensor:
+        """Noise prediction. x_t: [B, V, C, h, w], t: [B] in [0,1], c2w: [B, V, 4, 4] (OpenGL, z-up world)."""
+
+
+def cat_cond(a: Any, b: Any) -> Any:
+    """Concatenate two conditionings along the batch (tensors, or dicts/tuples of tensors)."""
+    if isinstance(a, Tensor):
+        return torch.cat([a, b])
+    if isinstance(a, dict):
+        return {k: cat_cond(a[k], b[k]) for k in a}
+    if isinstance(a, (tuple, list)):
+        return type(a)(cat_cond(x, y) for x, y in zip(a, b))
+    raise TypeError(f"cannot batch conditioning of type {type(a)}")
+
+
+def predict_eps_cfg(den: Denoiser, x_t: Tensor, t: Tensor, cond: Any, uncond: Any, c2w: Tensor,
+                    guidance_scale: float) -> Tensor:
+    """Classifier-free guidance: eps_u + s * (eps_c - eps_u), both branches in one batched call."""
+    if guidance_scale == 1.0:
+        return den.predict_eps(x_t, t, cond, c2w)
+    eps = den.predict_eps(torch.cat([x_t, x_t]), torch.cat([t, t]), cat_cond(cond, uncond), torch.cat([c2w, c2w]))
+    eps_c, eps_u = eps.chunk(2)
+    return eps_u + guidance_scale * (eps_c - eps_u)
+
+
+def x0_from_eps(den: Denoiser, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+    alpha, sigma = den.schedule.alpha_sigma(t)
+    shape = (-1,) + (1,) * (x_t.dim() - 1)
+    return (x_t - sigma.view(shape) * eps) / alpha.view(shape)
