@@ -1,0 +1,84 @@
+"""Small file helpers: atomic writes (nothing half-written survives a kill), PNG/MP4 output, contact sheets."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def _atomic(path: Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    _atomic(Path(path), lambda f: f.write(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def to_uint8(img) -> np.ndarray:
+    """float [0,1] tensor/array or uint8 -> uint8 HxWxC numpy."""
+    if hasattr(img, "detach"):
+        img = img.detach().float().cpu().numpy() if img.dtype.is_floating_point else img.detach().cpu().numpy()
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        img = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return img
+
+
+def save_png(path: str | Path, img) -> None:
+    """Atomic PNG write of an HxW, HxWx3 or HxWx4 image (float in [0,1] or uint8)."""
+    import io as _io
+
+    buf = _io.BytesIO()
+    Image.fromarray(to_uint8(img)).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def contact_sheet(frames, cols: int | None = None, pad: int = 2, bg: int = 255) -> np.ndarray:
+    """Tile frames [N, H, W, C] into one uint8 image, `cols` per row (default ~sqrt(N))."""
+    frames = [to_uint8(f) for f in frames]
+    n, (h, w, c) = len(frames), frames[0].shape
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    sheet = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), bg, np.uint8)
+    for k, f in enumerate(frames):
+        r, q = divmod(k, cols)
+        sheet[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = f
+    return sheet
+
+
+def save_video(path: str | Path, frames, fps: int = 24) -> None:
+    """MP4 (H.264 via the ffmpeg inside imageio-ffmpeg), written to a temp file then renamed."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    frames = [to_uint8(f)[..., :3] for f in frames]
+    # H.264 wants even sizes
+    h, w = frames[0].shape[:2]
+    frames = [np.pad(f, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge") for f in frames]
+    with imageio.get_writer(tmp, fps=fps, codec="libx264", quality=8, macro_block_size=1,
+                            ffmpeg_log_level="error") as wr:
+        for f in frames:
+            wr.append_data(f)
+    os.replace(tmp, path)
