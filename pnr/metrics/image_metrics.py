@@ -1,0 +1,66 @@
+"""Image-space metrics over turntable frames: LPIPS to the source, A-LPIPS, PSNR, and sanity checks.
+
+Frames are float [V,3,H,W] in [0,1] or uint8 [V,H,W,3] (what `pnr.render.turntable.turntable` returns).
+- LPIPS (Zhang et al. 2018), here the shift-tolerant variant by default: mean over views of the
+  perceptual distance between source and edited render from the same camera (lower = closer to source).
+- A-LPIPS (Hong et al., "Debiasing scores and prompts of 2D diffusion for view-consistent text-to-3D",
+  NeurIPS 2023): mean perceptual distance between adjacent turntable frames of one object (lower = smoother,
+  more view-consistent). Reported for the edit; the source's value is the reference level.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from pnr.metrics.clip_metrics import as_float_chw
+from pnr.metrics.perceptual import perceptual_distance
+
+
+@torch.no_grad()
+def lpips_pairs(a: torch.Tensor, b: torch.Tensor, net: str = "alex", backend: str = "stlpips", batch: int = 32) -> torch.Tensor:
+    """Per-frame perceptual distance between aligned frame sets -> [V]."""
+    a, b = as_float_chw(a), as_float_chw(b)
+    return torch.cat([perceptual_distance(a[i : i + batch], b[i : i + batch], net, backend) for i in range(0, a.shape[0], batch)])
+
+
+def lpips_mean(a: torch.Tensor, b: torch.Tensor, net: str = "alex", backend: str = "stlpips") -> float:
+    return lpips_pairs(a, b, net, backend).mean().item()
+
+
+def a_lpips(frames: torch.Tensor, net: str = "alex", backend: str = "stlpips", cyclic: bool = True) -> float:
+    """Mean perceptual distance between adjacent frames (cyclic: last frame neighbours the first)."""
+    f = as_float_chw(frames)
+    nxt = torch.roll(f, -1, 0) if cyclic else f[1:]
+    cur = f if cyclic else f[:-1]
+    return lpips_pairs(cur, nxt, net, backend).mean().item()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB over all frames together (peak 1.0); identical frames give +inf."""
+    a, b = as_float_chw(a).float(), as_float_chw(b).float()
+    mse = (a - b).pow(2).mean().item()
+    return math.inf if mse == 0 else -10.0 * math.log10(mse)
+
+
+def foreground_fraction(frames: torch.Tensor, background: float = 1.0, tol: float = 0.04) -> torch.Tensor:
+    """Fraction of pixels per frame that differ from a uniform background colour -> [V]."""
+    f = as_float_chw(frames).float()
+    return ((f - background).abs().amax(1) > tol).float().mean((1, 2))
+
+
+def render_sanity(frames: torch.Tensor, reference: torch.Tensor | None = None, background: float = 1.0) -> dict:
+    """Success checks on an edit's turntable: finite, not empty, not exploded.
+
+    empty: the object covers < 0.5% of the pixels on average (or < 10% of the reference's coverage).
+    exploded: it covers > 90% of the pixels, or > 3x the reference's coverage when that is under 30%.
+    """
+    f = as_float_chw(frames).float()
+    finite = bool(torch.isfinite(f).all())
+    cov = foreground_fraction(torch.nan_to_num(f, nan=background), background).mean().item()
+    ref = foreground_fraction(reference, background).mean().item() if reference is not None else None
+    empty = cov < 0.005 or (ref is not None and cov < 0.1 * ref)
+    exploded = cov > 0.9 or (ref is not None and ref < 0.3 and cov > 3.0 * ref)
+    return {"finite": finite, "coverage": cov, "reference_coverage": ref, "empty": empty, "exploded": exploded,
+            "success": finite and not empty and not exploded}
