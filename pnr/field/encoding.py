@@ -37,26 +37,30 @@ def corner_index(g: Tensor, res: int, table_size: int) -> Tensor:
     return h & (table_size - 1)
 
 
-_OFFSETS = torch.tensor([[(k >> 0) & 1, (k >> 1) & 1, (k >> 2) & 1] for k in range(8)], dtype=torch.int64)
-
-
 def hash_encode_torch(x01: Tensor, tables: Tensor, resolutions: list[int] | tuple[int, ...]) -> Tensor:
-    """x01: [N, 3] in [0, 1]; tables: [L, T, F] -> features [N, L*F] (differentiable w.r.t. tables)."""
+    """x01: [N, 3] in [0, 1]; tables: [L, T, F] -> features [N, L*F] (differentiable w.r.t. tables).
+    Corners are formed per axis ([N, 2] each) and broadcast to [N, 2, 2, 2] to keep memory small."""
     x01 = x01.clamp(0.0, 1.0).to(tables.dtype)
+    N = x01.shape[0]
     L, T, F = tables.shape
-    offs = _OFFSETS.to(x01.device)  # [8, 3]
+    one = torch.tensor([0, 1], device=x01.device)
     outs = []
     for l, res in enumerate(resolutions):
         p = x01 * res
-        c0 = torch.floor(p)
-        w = p - c0  # [N, 3]
-        c0 = c0.to(torch.int64).clamp_(0, res)  # x01 == 1 gives c0 = res; its +1 corner has weight 0
-        g = c0[:, None, :] + offs[None]  # [N, 8, 3]
-        g = g.clamp_(max=res)  # corners beyond the grid only ever get weight 0 (w == 0)
-        idx = corner_index(g, res, T)  # [N, 8]
-        wc = torch.where(offs[None].bool(), w[:, None, :], 1.0 - w[:, None, :]).prod(-1)  # [N, 8]
-        feats = tables[l][idx]  # [N, 8, F]
-        outs.append((wc[..., None] * feats).sum(1))
+        c0f = torch.floor(p)
+        w = p - c0f  # [N, 3]
+        # x01 == 1 gives c0 = res; its "+1" corner has weight 0, clamp keeps the index in range
+        g = (c0f.to(torch.int64)[:, :, None] + one).clamp_(max=res)  # [N, 3, 2]
+        wa = torch.stack([1 - w, w], dim=-1)  # [N, 3, 2]
+        wc = wa[:, 0, None, None, :] * wa[:, 1, None, :, None] * wa[:, 2, :, None, None]  # [N, 2(z), 2(y), 2(x)]
+        if (res + 1) ** 3 <= T:
+            ax = (g[:, 0], g[:, 1] * (res + 1), g[:, 2] * (res + 1) ** 2)
+            idx = ax[0][:, None, None, :] + ax[1][:, None, :, None] + ax[2][:, :, None, None]
+        else:
+            ax = (g[:, 0] * PRIMES[0], g[:, 1] * PRIMES[1], g[:, 2] * PRIMES[2])
+            idx = (ax[0][:, None, None, :] ^ ax[1][:, None, :, None] ^ ax[2][:, :, None, None]) & (T - 1)
+        feats = tables[l].index_select(0, idx.reshape(-1)).view(N, 8, F)
+        outs.append(torch.bmm(wc.reshape(N, 1, 8), feats)[:, 0])
     return torch.cat(outs, dim=-1)
 
 
