@@ -1,0 +1,1 @@
+"""The built-in procedural object domain: grammar (spec <-> caption), exact renderer, edit benchmark."""
