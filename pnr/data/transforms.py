@@ -38,3 +38,203 @@ def write_transforms_dataset(out_dir: str | Path, rgba: Tensor, c2w: Tensor, cam
     all_frames = frames["train"] + frames["test"]
     atomic_write_text(out / "transforms.json", json.dumps({**meta, "frames": all_frames}, indent=1))
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading. Every problem with the input raises DataError naming the file and what is wrong.
+
+import math  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+from pnr.errors import DataError  # noqa: E402
+from pnr.render.cameras import Cameras  # noqa: E402
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG")
+
+
+@dataclass
+class TransformsDataset:
+    images: Tensor  # [N, H, W, 3] float in [0, 1], alpha-composited onto `background`
+    alpha: Tensor  # [N, H, W]
+    cams: Cameras  # N cameras
+    splits: dict[str, Tensor]  # split name -> frame indices (int64)
+    files: list[str]
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def subset(self, split: str) -> "TransformsDataset":
+        idx = self.splits.get(split)
+        if idx is None or idx.numel() == 0:
+            raise DataError(f"dataset has no '{split}' views (splits: {sorted(k for k, v in self.splits.items() if len(v))})")
+        return TransformsDataset(self.images[idx], self.alpha[idx], self.cams[idx], {split: torch.arange(len(idx))},
+                                 [self.files[i] for i in idx.tolist()], self.background)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: expected a JSON object at the top level, got {type(meta).__name__}")
+    frames = meta.get("frames")
+    if frames is None:
+        raise DataError(f"{path}: missing 'frames' list")
+    if not isinstance(frames, list):
+        raise DataError(f"{path}: 'frames' must be a list, got {type(frames).__name__}")
+    return meta
+
+
+def _number(path: Path, where: str, v) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise DataError(f"{path}: {where} must be a number, got {v!r}")
+    if not math.isfinite(v):
+        raise DataError(f"{path}: {where} is {v} (NaN/Inf)")
+    return float(v)
+
+
+def _pose(path: Path, i: int, frame) -> Tensor:
+    if not isinstance(frame, dict):
+        raise DataError(f"{path}: frame {i} must be an object, got {type(frame).__name__}")
+    m = frame.get("transform_matrix")
+    if m is None:
+        raise DataError(f"{path}: frame {i} has no 'transform_matrix'")
+    ok = isinstance(m, list) and len(m) in (3, 4) and all(isinstance(r, list) and len(r) == 4 for r in m)
+    if not ok or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for r in m for v in r):
+        raise DataError(f"{path}: frame {i} 'transform_matrix' must be a 4x4 (or 3x4) list of numbers")
+    t = torch.tensor(m, dtype=torch.float64)
+    if not torch.isfinite(t).all():
+        raise DataError(f"{path}: frame {i} ({frame.get('file_path')}) 'transform_matrix' contains NaN/Inf")
+    if t.shape[0] == 3:
+        t = torch.cat([t, torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)])
+    return t.float()
+
+
+def _image_path(path: Path, i: int, frame: dict) -> Path:
+    fp = frame.get("file_path")
+    if not isinstance(fp, str) or not fp:
+        raise DataError(f"{path}: frame {i} has no 'file_path' string")
+    p = (path.parent / fp)
+    if p.suffix in IMAGE_SUFFIXES:
+        return p
+    for s in IMAGE_SUFFIXES[:3]:  # NeRF-synthetic writes file_path without the extension
+        if p.with_name(p.name + s).exists():
+            return p.with_name(p.name + s)
+    return p.with_name(p.name + ".png")
+
+
+def _load_image(img_path: Path, json_path: Path) -> np.ndarray:
+    from PIL import Image
+
+    if not img_path.exists():
+        raise DataError(f"{img_path}: image file not found (referenced by {json_path})")
+    try:
+        with Image.open(img_path) as im:
+            im = im.convert("RGBA") if im.mode in ("RGBA", "LA", "P", "PA") else im.convert("RGB")
+            arr = np.asarray(im)
+    except Exception as e:  # PIL raises many kinds for broken files
+        raise DataError(f"{img_path}: cannot read image ({e})") from None
+    return arr
+
+
+def _intrinsics(path: Path, meta: dict, w: int, h: int) -> tuple[float, float, float, float]:
+    """fx, fy, cx, cy for an image of w x h (scaled if fl_x/w/h describe another resolution)."""
+    if "fl_x" in meta:
+        fx = _number(path, "'fl_x'", meta["fl_x"])
+        fy = _number(path, "'fl_y'", meta.get("fl_y", fx))
+        w0 = _number(path, "'w'", meta.get("w", w))
+        h0 = _number(path, "'h'", meta.get("h", h))
+        cx = _number(path, "'cx'", meta.get("cx", w0 / 2))
+        cy = _number(path, "'cy'", meta.get("cy", h0 / 2))
+        sx, sy = w / w0, h / h0
+        return fx * sx, fy * sy, cx * sx, cy * sy
+    if "camera_angle_x" in meta:
+        ax = _number(path, "'camera_angle_x'", meta["camera_angle_x"])
+        if not 0 < ax < math.pi:
+            raise DataError(f"{path}: 'camera_angle_x' = {ax} is not an angle in (0, pi) radians")
+        f = 0.5 * w / math.tan(0.5 * ax)
+        return f, f, w / 2, h / 2
+    raise DataError(f"{path}: no camera intrinsics (need 'camera_angle_x' or 'fl_x'/'fl_y')")
+
+
+def _find_sources(path: Path) -> list[tuple[str | None, Path]]:
+    """[(split or None, json file)]: per-split NeRF-synthetic files, or one transforms.json."""
+    if not path.exists():
+        raise DataError(f"{path}: dataset not found (no such file or directory)")
+    if path.is_file():
+        stem = path.stem
+        split = stem[len("transforms_"):] if stem.startswith("transforms_") else None
+        return [(split, path)]
+    per_split = [(s, path / f"transforms_{s}.json") for s in ("train", "val", "test")]
+    per_split = [(s, p) for s, p in per_split if p.exists()]
+    if per_split:
+        return per_split
+    if (path / "transforms.json").exists():
+        return [(None, path / "transforms.json")]
+    raise DataError(f"{path}: no transforms.json or transforms_train.json in this folder")
+
+
+def load_transforms_dataset(path: str | Path, split: str | None = None,
+                            background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                            test_every: int = 8) -> TransformsDataset:
+    """Read a NeRF-synthetic folder (transforms_{train,val,test}.json), a folder with one nerfstudio-style
+    transforms.json (frames may carry "split"; otherwise every `test_every`-th frame is held out as
+    "test"), or a path to one such JSON file. RGBA images are composited onto `background`.
+    `split` keeps only that split's frames."""
+    path = Path(path)
+    entries = []  # (split, json_path, meta, frame_index, frame)
+    for src_split, jp in _find_sources(path):
+        meta = _read_json(jp)
+        for i, fr in enumerate(meta["frames"]):
+            s = src_split
+            if s is None:
+                s = fr.get("split") if isinstance(fr, dict) and isinstance(fr.get("split"), str) else None
+            entries.append([s, jp, meta, i, fr])
+    if not entries:
+        raise DataError(f"{path}: dataset is empty (no frames)")
+    if all(e[0] is None for e in entries):
+        for k, e in enumerate(entries):
+            e[0] = "test" if test_every and k % test_every == test_every - 1 and len(entries) > 1 else "train"
+    else:
+        for e in entries:
+            e[0] = e[0] or "train"
+    if split is not None:
+        entries = [e for e in entries if e[0] == split]
+        if not entries:
+            raise DataError(f"{path}: no frames in split '{split}'")
+    imgs, alphas, poses, intr, files, splits = [], [], [], [], [], {}
+    first = None
+    bg = np.asarray(background, dtype=np.float32)
+    for k, (s, jp, meta, i, fr) in enumerate(entries):
+        pose = _pose(jp, i, fr)
+        ip = _image_path(jp, i, fr)
+        arr = _load_image(ip, jp)
+        h, w = arr.shape[:2]
+        if first is None:
+            first = (w, h, ip)
+        elif (w, h) != first[:2]:
+            raise DataError(f"{ip}: image is {w}x{h} but {first[2]} is {first[0]}x{first[1]} (mixed image sizes)")
+        x = arr.astype(np.float32) / 255.0
+        a = x[..., 3] if x.shape[-1] == 4 else np.ones(x.shape[:2], np.float32)
+        rgb = x[..., :3] * a[..., None] + bg * (1 - a[..., None])
+        imgs.append(torch.from_numpy(np.ascontiguousarray(rgb)))
+        alphas.append(torch.from_numpy(np.ascontiguousarray(a)))
+        poses.append(pose)
+        f_meta = {**meta, **{key: fr[key] for key in ("fl_x", "fl_y", "cx", "cy", "w", "h") if key in fr}}
+        intr.append(_intrinsics(jp, f_meta, w, h))
+        files.append(str(ip))
+        splits.setdefault(s, []).append(k)
+    it = torch.tensor(intr, dtype=torch.float32)
+    w, h = first[:2]
+    cams = Cameras(torch.stack(poses), it[:, 0], it[:, 1], it[:, 2], it[:, 3], w, h)
+    return TransformsDataset(torch.stack(imgs), torch.stack(alphas), cams,
+                             {s: torch.tensor(v, dtype=torch.int64) for s, v in splits.items()}, files,
+                             tuple(float(c) for c in background))
