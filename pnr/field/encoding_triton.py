@@ -23,6 +23,7 @@ from torch import Tensor
 try:  # Triton is optional: CPU installs and old GPUs use the torch reference.
     import triton
     import triton.language as tl
+    from triton.language.extra import libdevice
 
     HAS_TRITON = True
 except Exception:  # pragma: no cover - depends on the install
@@ -73,6 +74,18 @@ if HAS_TRITON:
     _PRIME_Y = tl.constexpr(PRIME_Y)
     _PRIME_Z = tl.constexpr(PRIME_Z)
 
+    if os.environ.get("TRITON_INTERPRET", "0") == "1":  # CPU interpreter (tests): numpy never contracts
+
+        @triton.jit
+        def _mul_rn(a, b):
+            return a * b
+
+    else:
+
+        @triton.jit
+        def _mul_rn(a, b):
+            return libdevice.mul_rn(a, b)
+
     @triton.jit
     def _level_setup(x, y, z, PARAMS, l, TMASK):
         """Corner base indices (uint32 per-axis terms) and weights for one level; mirrors the reference."""
@@ -81,9 +94,11 @@ if HAS_TRITON:
         s2 = tl.load(PARAMS + l * 4 + 2)
         dense = tl.load(PARAMS + l * 4 + 3) != 0
         rf = r.to(tl.float32)
-        px = x * rf
-        py = y * rf
-        pz = z * rf
+        # p = x*R rounded to fp32 as in torch: an explicit round-to-nearest multiply stops the compiler
+        # from contracting p - floor(p) into an fma on the unrounded product (w off by ~R*6e-8)
+        px = _mul_rn(x, rf)
+        py = _mul_rn(y, rf)
+        pz = _mul_rn(z, rf)
         fx = tl.floor(px)
         fy = tl.floor(py)
         fz = tl.floor(pz)
