@@ -136,7 +136,7 @@ def timing(N: int, L: int, T: int, F: int, do_compile: bool) -> list[dict]:
 
     # fused kernels: launch variants, forward and backward alone
     for block, lpp, warps in [(128, 1, 4), (256, 1, 4), (512, 1, 4), (256, 1, 8), (512, 1, 8), (1024, 1, 8),
-                              (256, 2, 4), (256, 16, 4)]:
+                              (256, 2, 4), (256, 4, 4), (256, 8, 4), (256, 16, 4)]:
         kw = dict(BLOCK=block, LPP=lpp, num_warps=warps)
         out = torch.empty(N, L * F, device="cuda")
         add(f"fused fwd B{block} LPP{lpp} w{warps}", bench(lambda: et.encode_forward(nx(), tab.detach(), params, out=out, **kw)))
@@ -149,7 +149,9 @@ def timing(N: int, L: int, T: int, F: int, do_compile: bool) -> list[dict]:
     gbuf = torch.zeros(L, T, F, device="cuda")
     add("fused bwd column-major grad (default launch)", bench(lambda: et.encode_backward(nx(), goutc, params, (L, T, F), grad_tables=gbuf)))
     add("zero grad tables (torch.zeros)", bench(lambda: torch.zeros(L, T, F, device="cuda")))
-    add("fused fwd+bwd via autograd (hash_encode path)", bench(fwdbwd(et.hash_encode_fused)))
+    add("fused fwd+bwd via autograd (hash_encode path, column-major)", bench(fwdbwd(et.hash_encode_fused)))
+    add("fused fwd+bwd via autograd (row-major)",
+        bench(fwdbwd(lambda x, t, r: et.hash_encode_fused(x, t, r, column_major=False))))
     add("eager torch reference fwd+bwd", bench(fwdbwd(hash_encode_torch), warmup=5, rep=20))
     if do_compile:
         t0 = time.time()
@@ -170,7 +172,8 @@ def timing(N: int, L: int, T: int, F: int, do_compile: bool) -> list[dict]:
             mlp(enc(nx(), tab, res)).backward(g16)
         return f
 
-    add("fused encode + MLP fwd+bwd", bench(with_mlp(et.hash_encode_fused)))
+    add("fused encode (row-major) + MLP fwd+bwd",
+        bench(with_mlp(lambda x, t, r: et.hash_encode_fused(x, t, r, column_major=False))))
     add("fused encode (column-major) + MLP fwd+bwd",
         bench(with_mlp(lambda x, t, r: et.hash_encode_fused(x, t, r, column_major=True))))
     add("eager reference encode + MLP fwd+bwd", bench(with_mlp(hash_encode_torch), warmup=5, rep=20))

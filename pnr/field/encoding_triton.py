@@ -258,11 +258,13 @@ class _HashEncode(torch.autograd.Function):
         return None, grad, None, None
 
 
-def hash_encode_fused(x01: Tensor, tables: Tensor, resolutions, column_major: bool = False) -> Tensor:
+def hash_encode_fused(x01: Tensor, tables: Tensor, resolutions, column_major: bool = True) -> Tensor:
     """Fused equivalent of the reference `hash_encode` -> [N, L*F] fp32 (CUDA only).
 
-    column_major=True returns a transposed view of an [L*F, N] buffer (coalesced stores; a
-    following nn.Linear consumes it without a copy).
+    column_major=True (default) returns a transposed view of an [L*F, N] buffer: same values and
+    shape, strides (1, N). Its stores are coalesced (forward 1.6x faster on the H100, docs/speed.md)
+    and a following matmul / nn.Linear consumes it without a copy; callers needing `.view` must
+    call `.contiguous()` first.
     """
     L, T, F = _check(x01, tables)
     params = _level_params_on(_res_key(resolutions), T, str(x01.device))
