@@ -17,6 +17,8 @@ def add_parser(sub):
     t.add_argument("--out", required=True, help="run folder: ckpt.pt (full precision), log.jsonl, prior.safetensors")
     t.add_argument("--minutes", type=float, required=True, help="wall-clock training budget")
     t.add_argument("--resume", help="ckpt.pt of an earlier run to continue from")
+    t.add_argument("--init", help="prior .safetensors to continue from (fresh optimizer; EMA restarts from it)")
+    t.add_argument("--warmup", type=int, help="learning-rate warm-up steps")
     t.add_argument("--batch", type=int, help="objects per step (4 views each); default from TrainConfig")
     t.add_argument("--lr", type=float)
     t.add_argument("--planned-steps", type=int, help="length of the cosine learning-rate decay")
@@ -89,14 +91,24 @@ def _train(args) -> int:
         from pnr.priors.builtin.data import domain_vocab
 
         vocab = domain_vocab()
-    if args.resume:
-        tr = Trainer.resume(args.resume, dev, batch_groups=args.batch, lr=args.lr, planned_steps=args.planned_steps)
+    overrides = {"batch_groups": args.batch, "lr": args.lr, "planned_steps": args.planned_steps,
+                 "warmup_steps": args.warmup}
+    if args.init:
+        tc = TrainConfig(seed=args.seed, bf16=dev.startswith("cuda"))
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(tc, k, v)
+        tr = Trainer.from_prior(args.init, tc, dev)
+        if tr.cfg.vocab != vocab:
+            raise PnrError(f"{args.init}: its vocabulary differs from the current domain's; start a new run")
+    elif args.resume:
+        tr = Trainer.resume(args.resume, dev, **overrides)
         if tr.cfg.vocab != vocab:
             raise PnrError(f"{args.resume}: its vocabulary differs from the current domain's; start a new run")
     else:
         cfg = PriorConfig.tiny(vocab) if args.tiny else PriorConfig(vocab=vocab)
         tc = TrainConfig(seed=args.seed, bf16=dev.startswith("cuda"))
-        for k, v in (("batch_groups", args.batch), ("lr", args.lr), ("planned_steps", args.planned_steps)):
+        for k, v in overrides.items():
             if v is not None:
                 setattr(tc, k, v)
         tr = Trainer(cfg, tc, dev)

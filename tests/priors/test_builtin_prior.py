@@ -131,7 +131,7 @@ def test_loss_decreases_and_resume(tmp_path):
     before = held_out()
     tr.train(data, seconds=120, out_dir=tmp_path, max_steps=30)
     after = held_out()
-    assert after < 0.8 * before, (before, after)
+    assert after < 0.9 * before, (before, after)
     assert (tmp_path / "log.jsonl").read_text().count("\n") == 3
     tr2 = Trainer.resume(tmp_path / "ckpt.pt")
     assert tr2.step == 30

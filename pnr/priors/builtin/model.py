@@ -43,7 +43,7 @@ class PriorConfig:
     def tiny(vocab: list[str] | None = None) -> "PriorConfig":
         """For tests: a few hundred thousand parameters, 32x32."""
         return PriorConfig(image_size=32, channels=(16, 32, 32), num_res_blocks=(1, 1, 1), attn_levels=(1, 2),
-                           head_dim=8, groups=8, text_dim=32, text_layers=1, text_heads=2, max_tokens=12,
+                           head_dim=8, groups=8, text_dim=32, text_layers=1, text_heads=2, max_tokens=20,
                            vocab=list(vocab or []))
 
     def to_dict(self) -> dict:

@@ -67,9 +67,10 @@ def diffusion_loss(prior: BuiltinPrior, x0: Tensor, c2w: Tensor, prompts: list[s
     return F.mse_loss(pred.float(), eps)
 
 
-def lr_at(step: int, tc: TrainConfig) -> float:
-    if step < tc.warmup_steps:
-        return tc.lr * (step + 1) / tc.warmup_steps
+def lr_at(step: int, tc: TrainConfig, warm_from: int = 0) -> float:
+    """Warm-up over `warmup_steps` after `warm_from` (a fresh optimizer), cosine decay over absolute steps."""
+    if step - warm_from < tc.warmup_steps:
+        return tc.lr * (step - warm_from + 1) / tc.warmup_steps
     p = min(1.0, (step - tc.warmup_steps) / max(1, tc.planned_steps - tc.warmup_steps))
     return tc.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
@@ -88,7 +89,7 @@ class Trainer:
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
                                       {"params": no_decay, "weight_decay": 0.0}], lr=tc.lr, betas=(0.9, 0.99),
                                      fused=self.device.type == "cuda")
-        self.step = 0
+        self.step = self.warm_from = 0
         self.gen = torch.Generator().manual_seed(tc.seed + 1)
 
     # -- checkpoints ------------------------------------------------------------------------------
@@ -119,6 +120,20 @@ class Trainer:
         tr.gen.set_state(st["gen"])
         return tr
 
+    @staticmethod
+    def from_prior(path: str | Path, tc: TrainConfig, device="cpu") -> "Trainer":
+        """Continues from an exported (fp16) prior: model and EMA start from its weights, the optimizer
+        is fresh (full-precision checkpoints are too large to carry between GPU machines here)."""
+        from pnr.priors.builtin.prior import load_builtin_prior, read_prior_metadata
+
+        src = load_builtin_prior(path, dtype=torch.float32)
+        tr = Trainer(src.cfg, tc, device)
+        tr.model.load_state_dict(src.state_dict())
+        tr.ema.load_state_dict(src.state_dict())
+        info = json.loads(read_prior_metadata(path).get("info", "{}"))
+        tr.step = tr.warm_from = int(info.get("train_step", 0))
+        return tr
+
     # -- training ---------------------------------------------------------------------------------
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -135,7 +150,7 @@ class Trainer:
             x0, c2w = x0.reshape(b * v, 1, *x0.shape[2:]), c2w.reshape(b * v, 1, 4, 4)
             prompts = [p for p in prompts for _ in range(v)]
         for g in self.opt.param_groups:
-            g["lr"] = lr_at(self.step, tc)
+            g["lr"] = lr_at(self.step, tc, self.warm_from)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tc.bf16):
             loss = diffusion_loss(self.model, x0, c2w, prompts, self.gen)
         self.opt.zero_grad(set_to_none=True)
@@ -167,7 +182,7 @@ class Trainer:
             bar.update(1)
             if self.step % self.tc.log_every == 0:
                 now = time.time()
-                rec = {"step": self.step, "loss": acc / n_acc, "lr": lr_at(self.step, self.tc),
+                rec = {"step": self.step, "loss": acc / n_acc, "lr": lr_at(self.step, self.tc, self.warm_from),
                        "elapsed_s": round(now - t0, 2), "images_per_s": round(imgs / (now - t_log), 1)}
                 records.append(rec)
                 bar.set_postfix(loss=f"{rec['loss']:.4f}")
