@@ -1,0 +1,39 @@
+"""Parameter perturbation (paper Eq. 3, Alg. 1): θ ← (1 - η) θ_src + η θ_0, θ_0 ~ P(Θ0).
+
+P(Θ0) is the field's own initialisation, `pnr.field.init.init_params`, so a perturbed field at η = 1
+is exactly a fresh field drawn with that seed. Every tensor is interpolated: hash tables, MLP weights
+and biases, the background model.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from pnr.errors import CheckpointError
+from pnr.field.config import FieldConfig
+from pnr.field.init import init_params
+
+
+def lerp_params(src: dict[str, Tensor], new: dict[str, Tensor], eta: float) -> dict[str, Tensor]:
+    """(1 - η) src + η new for every key; keys and shapes must match."""
+    if set(src) != set(new):
+        raise CheckpointError(f"source parameters do not match the field config: missing "
+                              f"{sorted(set(new) - set(src))}, unexpected {sorted(set(src) - set(new))}")
+    out = {}
+    for k, a in src.items():
+        b = new[k]
+        if tuple(a.shape) != tuple(b.shape):
+            raise CheckpointError(f"source parameter {k!r} has shape {tuple(a.shape)}, the field config "
+                                  f"gives {tuple(b.shape)}: the checkpoint is from a different field config")
+        b = b.to(a.device, a.dtype)
+        out[k] = a.clone() if eta == 0 else (b.clone() if eta == 1 else torch.lerp(a, b, float(eta)))
+    return out
+
+
+def perturb(params_src: dict[str, Tensor], cfg: FieldConfig, eta: float, seed: int) -> dict[str, Tensor]:
+    """Perturbed parameters: lerp of `params_src` toward a fresh `init_params(cfg, seed)` by η in [0, 1]."""
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be in [0, 1], got {eta}")
+    device = next(iter(params_src.values())).device
+    return lerp_params(params_src, init_params(cfg, seed, device), eta)

@@ -1,0 +1,40 @@
+"""From the user's words to the prior's conditioning text.
+
+With the built-in prior, whose text encoder knows the domain's captions, an edit prompt names only the
+change ("sitting", "in blue", "wearing a hat"); when the source's caption is known (checkpoint meta
+"caption" or --source-prompt) the conditioning text is the caption of the edited object. Other priors
+get the prompt as written.
+"""
+
+from __future__ import annotations
+
+from pnr.errors import PromptError
+
+
+def is_builtin(prior) -> bool:
+    try:
+        from pnr.priors.builtin.prior import BuiltinPrior
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(prior, BuiltinPrior)
+
+
+def resolve_prompts(prior, edit_prompt: str, source_prompt: str | None, method: str) -> tuple[str, str | None]:
+    """-> (c_edit text, source text or None). PromptError for empty prompts, unknown words (with close
+    known words), or PDS without a source prompt."""
+    if not edit_prompt or not edit_prompt.strip():
+        raise PromptError("the edit prompt is empty: say what to change, e.g. \"sitting\" or \"in blue\"")
+    edit_prompt = edit_prompt.strip()
+    source_prompt = source_prompt.strip() if source_prompt and source_prompt.strip() else None
+    if method == "pds" and source_prompt is None:
+        raise PromptError("--method pds needs the source's prompt (--source-prompt, or a checkpoint whose "
+                          "meta holds its caption)")
+    if not is_builtin(prior):
+        return edit_prompt, source_prompt
+    from pnr.data.domain.grammar import apply_edit, caption, check_words, parse_caption
+
+    check_words(edit_prompt)  # unknown words -> PromptError naming close known words
+    if source_prompt is None:
+        return edit_prompt, None
+    spec = parse_caption(source_prompt)
+    return caption(apply_edit(spec, edit_prompt)), caption(spec)

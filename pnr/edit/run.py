@@ -1,0 +1,93 @@
+"""One edit from a loaded source and prior to files in DIR: prompts -> Guide -> `edit` -> outputs.
+
+DIR/checkpoint/      edited field (pnr.field.checkpoint format; meta holds the edited caption)
+DIR/edit.json        every setting, seed, prompts, η and its loss trace, losses, timings
+DIR/turntable.mp4    source | edit side by side, one orbit
+DIR/contact.png      contact sheet of the same frames
+DIR/state.pt         partial-run state while running (removed when the edit is complete)
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from pnr.edit.config import EditConfig
+from pnr.edit.loop import STATE_FILE, EditResult, Guide, edit, write_record
+from pnr.edit.prompts import is_builtin, resolve_prompts
+from pnr.field.field import Field
+from pnr.render.occupancy import OccupancyGrid
+
+
+def make_guide(prior, source: Field, source_occ: OccupancyGrid | None, edit_text: str,
+               source_text: str | None) -> Guide:
+    """Encodes the prompts once (PromptError for words the prior cannot represent)."""
+    with torch.no_grad():
+        cond = prior.encode_text([edit_text])
+        uncond = prior.null_text(1)
+        cond_src = prior.encode_text([source_text]) if source_text else None
+    return Guide(prior, cond, uncond, cond_src, source.eval(), source_occ,
+                 1.0 if is_builtin(prior) or getattr(prior, "pixel_space", False) else None)
+
+
+@torch.no_grad()
+def turntable_frames(field: Field, occ, n: int, res: int, elevation: float = 15.0, radius: float = 3.0,
+                     fov: float = 40.0):
+    """uint8 [n, res, res, 3] around the object (pnr.render.turntable when present)."""
+    try:
+        from pnr.render.turntable import turntable
+    except ImportError:
+        turntable = None
+    if turntable is not None:
+        return turntable(field, occ, n=n, elevation=elevation, radius=radius, res=res, fov=fov)
+    from pnr.render.cameras import orbit_cameras
+    from pnr.render.volume import render
+
+    cams = orbit_cameras(n, elevation_deg=elevation, radius=radius, fov_deg=fov, res=res, azimuth0_deg=-90.0,
+                         device=field.device)
+    rgb = torch.cat([render(field, cams[i], occ)["rgb"] for i in range(n)])
+    return (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+
+
+def edit_to_dir(source: Field, source_occ: OccupancyGrid | None, prior, edit_prompt: str,
+                source_prompt: str | None, cfg: EditConfig, out_dir: str | Path, resume: bool = True,
+                progress: bool = True, extra_record: dict | None = None, on_step=None,
+                turntable_res: int = 96) -> tuple[EditResult, dict]:
+    """Runs the edit and writes DIR (see module doc). Returns (result, the edit.json record)."""
+    from pnr.field.checkpoint import save_checkpoint
+    from pnr.io import contact_sheet, save_png, save_video
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    edit_text, source_text = resolve_prompts(prior, edit_prompt, source_prompt, cfg.method)
+    guide = make_guide(prior, source, source_occ, edit_text, source_text)
+    res = edit(source, source_occ, guide, cfg, out_dir=out_dir, resume=resume, progress=progress, on_step=on_step)
+
+    ts = time.time()
+    meta = {"caption": edit_text if source_text else None, "source_caption": source_text,
+            "edit": {"method": cfg.method, "prompt": edit_prompt, "eta": res.eta, "seed": cfg.seed}}
+    save_checkpoint(out_dir / "checkpoint", res.field, res.occupancy, meta)
+    n = cfg.turntable_frames
+    if n > 0:
+        a = turntable_frames(source, source_occ, n, turntable_res)
+        b = turntable_frames(res.field, res.occupancy, n, turntable_res)
+        import numpy as np
+
+        pairs = np.concatenate([a, np.full_like(a[:, :, :4], 255), b], axis=2)  # source | edit
+        save_video(out_dir / "turntable.mp4", pairs, fps=max(4, n // 3))
+        save_png(out_dir / "contact.png", contact_sheet(pairs[:: max(1, n // 8)], cols=2))
+    record = {
+        "method": cfg.method, "prompt": edit_prompt, "source_prompt": source_prompt,
+        "conditioning_text": edit_text, "source_conditioning_text": source_text,
+        "eta": res.eta, "eta_auto": cfg.method == "pnr" and cfg.eta is None, "eta_trace": res.eta_trace,
+        "losses": res.losses, "config": cfg.to_dict(), "seed": cfg.seed,
+        "seconds": {"total": res.seconds, **res.phase_seconds, "outputs": time.time() - ts},
+        "device": str(source.device), "torch": torch.__version__, "machine": platform.machine(),
+        "field_config": source.cfg.to_dict(), "finished": True, **(extra_record or {}),
+    }
+    write_record(out_dir / "edit.json", record)
+    (out_dir / STATE_FILE).unlink(missing_ok=True)
+    return res, record

@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from pnr.errors import CheckpointError
+from pnr.edit.perturb import perturb
+from pnr.field.config import FieldConfig
+from pnr.field.field import Field
+from pnr.field.init import init_params
+
+
+def _src():
+    cfg = FieldConfig.tiny()
+    p = Field(cfg, seed=5).params_dict()
+    return cfg, {k: v + 0.25 for k, v in p.items()}  # "trained": away from any init
+
+
+def test_eta_zero_is_identity():
+    cfg, src = _src()
+    out = perturb(src, cfg, 0.0, seed=1)
+    assert set(out) == set(src)
+    for k in src:
+        assert torch.equal(out[k], src[k])
+        assert out[k].data_ptr() != src[k].data_ptr()  # a copy, the source stays untouched
+
+
+def test_eta_one_is_fresh_init_with_that_seed():
+    cfg, src = _src()
+    fresh = init_params(cfg, seed=9)
+    out = perturb(src, cfg, 1.0, seed=9)
+    for k in fresh:
+        assert torch.equal(out[k], fresh[k])
+    other = perturb(src, cfg, 1.0, seed=10)
+    assert not torch.equal(other["encoding_tables"], out["encoding_tables"])
+
+
+def test_intermediate_eta_is_lerp_of_every_tensor_and_seeded():
+    cfg, src = _src()
+    fresh = init_params(cfg, seed=3)
+    out = perturb(src, cfg, 0.6, seed=3)
+    for k in src:
+        assert torch.allclose(out[k], 0.4 * src[k] + 0.6 * fresh[k], atol=1e-6)
+    again = perturb(src, cfg, 0.6, seed=3)
+    assert all(torch.equal(out[k], again[k]) for k in out)
+
+
+def test_mismatched_field_config_is_a_clear_error():
+    cfg, src = _src()
+    other = FieldConfig.tiny()
+    other.log2_table_size = 12
+    with pytest.raises(CheckpointError, match="different field config"):
+        perturb(src, other, 0.5, seed=0)
+    with pytest.raises(ValueError):
+        perturb(src, cfg, 1.5, seed=0)
