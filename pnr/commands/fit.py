@@ -1,13 +1,67 @@
-"""`pnr fit` (placeholder until its issue lands)."""
+"""`pnr fit DATASET --out RUN`: fit a hash-grid NeRF to a transforms.json dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 from pnr.errors import PnrError
 
+PRESETS = ("default", "small", "tiny")
+
 
 def add_parser(sub):
-    p = sub.add_parser("fit", help="(not yet implemented)")
+    p = sub.add_parser("fit", help="fit a NeRF to a transforms.json dataset (NeRF-synthetic / nerfstudio)")
+    p.add_argument("dataset", help="dataset folder (transforms.json or transforms_{train,test}.json) or JSON file")
+    p.add_argument("--out", required=True, help="run folder: checkpoint/ and metrics.json are written here")
+    p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--rays", type=int, default=4096, help="rays per batch")
+    p.add_argument("--samples", type=int, default=128, help="samples per ray")
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--field", choices=PRESETS, default="default", help="field size preset")
+    p.add_argument("--background", choices=("learned", "fixed"), default="learned")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="cpu, cuda, or auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
 
 
+def field_preset(name: str):
+    from pnr.field.config import FieldConfig
+
+    return {"default": FieldConfig, "small": FieldConfig.small, "tiny": FieldConfig.tiny}[name]()
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PnrError(f"--device {name}: CUDA is not available on this machine")
+    return name
+
+
 def run(args):
-    raise PnrError("'pnr fit' is not implemented yet")
+    from dataclasses import replace
+
+    from pnr.data.transforms import load_transforms_dataset
+    from pnr.fit import FitConfig, _check_writable, fit
+
+    for name in ("steps", "rays", "samples", "checkpoint_every"):
+        if getattr(args, name) <= 0:
+            raise PnrError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    out = Path(args.out)
+    _check_writable(out)  # fail before the (slow) dataset load
+    data = load_transforms_dataset(args.dataset)
+    fcfg = replace(field_preset(args.field), background=args.background)
+    cfg = FitConfig(steps=args.steps, rays_per_batch=args.rays, num_samples=args.samples, lr=args.lr,
+                    checkpoint_every=args.checkpoint_every, seed=args.seed, device=resolve_device(args.device))
+    _, _, m = fit(data, fcfg, cfg, out, resume=args.resume, progress=not args.quiet)
+    msg = f"fit: {m['step']} steps, {m['train_time_s']:.1f} s; checkpoint {out / 'checkpoint'}"
+    if "heldout_psnr" in m:
+        msg += f"; held-out PSNR {m['heldout_psnr']:.2f} dB over {m['heldout_views']} views"
+    print(msg)
+    return 0

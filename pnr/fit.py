@@ -1,0 +1,204 @@
+"""Fit a hash-grid field to a posed image dataset (dataset -> field, the first arrow of the pipeline).
+
+Per step: sample random training rays, render them with jittered samples and a random background
+colour (so opacity must match the images' alpha, as instant-ngp trains on NeRF-synthetic), MSE to
+the targets re-composited on that colour, Adam step, occupancy-grid update. The learned background
+model is taught the dataset's background colour. Checkpoints (with optimizer + RNG state) are written
+atomically every `checkpoint_every` steps; `resume=True` continues from the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from pnr.data.transforms import TransformsDataset
+from pnr.errors import CheckpointError, NumericalError, PnrError
+from pnr.field.checkpoint import load_checkpoint, load_extra_tensors, save_checkpoint
+from pnr.field.config import FieldConfig
+from pnr.field.field import Field
+from pnr.io import atomic_write_text
+from pnr.render.cameras import generate_rays
+from pnr.render.occupancy import OccupancyGrid
+from pnr.render.volume import render
+
+
+@dataclass
+class FitConfig:
+    steps: int = 2000
+    rays_per_batch: int = 4096
+    num_samples: int = 128  # samples per ray across the box
+    lr: float = 1e-2  # instant-ngp Sec. 4: Adam lr 1e-2, betas (0.9, 0.99), eps 1e-15
+    lr_final_ratio: float = 0.1  # exponential decay to lr * ratio at `steps`
+    weight_decay: float = 1e-6  # L2 on MLP weights, instant-ngp Sec. 4
+    checkpoint_every: int = 500
+    occupancy_resolution: int = 64
+    random_background: bool = True
+    seed: int = 0
+    device: str = "cpu"
+    eval_chunk: int = 1 << 14
+    stop_after: int | None = None  # stop (with a checkpoint) at this step, as if interrupted
+    time_limit_s: float | None = None  # stop (with a checkpoint) after this much training time
+
+    @staticmethod
+    def from_dict(d: dict) -> "FitConfig":
+        return FitConfig(**{k: v for k, v in d.items() if k in FitConfig.__dataclass_fields__})
+
+
+def psnr(a: Tensor, b: Tensor) -> float:
+    mse = float(((a - b) ** 2).mean())
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+@torch.no_grad()
+def evaluate(field: Field, occupancy: OccupancyGrid | None, data: TransformsDataset, num_samples: int = 128,
+             chunk: int = 1 << 14) -> dict:
+    """Mean PSNR over `data`'s views rendered with the field's own background."""
+    vals = []
+    for i in range(len(data)):
+        out = render(field, data.cams[i], occupancy, num_samples=num_samples, chunk=chunk)
+        vals.append(psnr(out["rgb"][0].cpu(), data.images[i]))
+    return {"psnr": sum(vals) / len(vals), "psnr_per_view": vals}
+
+
+def _check_writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PnrError(f"{out_dir}: cannot create output folder ({e.strerror})") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise PnrError(f"{out_dir}: output folder is not writable")
+
+
+def _split(data: TransformsDataset, name: str) -> TransformsDataset | None:
+    idx = data.splits.get(name)
+    return data.subset(name) if idx is not None and idx.numel() else None
+
+
+def fit(dataset: TransformsDataset, field_cfg: FieldConfig, fit_cfg: FitConfig, out_dir: str | Path,
+        resume: bool = False, progress: bool = True) -> tuple[Field, OccupancyGrid, dict]:
+    """Train a field on `dataset` ("train" split if present). Writes OUT/checkpoint/ and OUT/metrics.json.
+    Returns (field, occupancy, metrics) where metrics holds held-out ("test"/"val") PSNR when available."""
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoint"
+    _check_writable(out_dir)
+    c, dev = fit_cfg, torch.device(fit_cfg.device)
+    train = _split(dataset, "train") or dataset
+    held = _split(dataset, "test") or _split(dataset, "val")
+
+    gen = torch.Generator().manual_seed(c.seed)
+    start = 0
+    if resume:
+        if not (ckpt_dir / "config.json").exists():
+            raise CheckpointError(f"{ckpt_dir}: nothing to resume (no checkpoint)")
+        field, occ, meta = load_checkpoint(ckpt_dir, device=dev)
+        if occ is None:
+            occ = OccupancyGrid(c.occupancy_resolution, field.cfg.bound, device=dev)
+        start = int(meta.get("step", 0))
+        if field.cfg != field_cfg:
+            field_cfg = field.cfg  # the checkpoint's own config wins
+    else:
+        if (ckpt_dir / "config.json").exists():
+            raise PnrError(f"{out_dir}: already holds a checkpoint; pass --resume to continue or choose another --out")
+        field = Field(field_cfg, seed=c.seed, device=dev)
+        occ = OccupancyGrid(c.occupancy_resolution, field_cfg.bound, device=dev)
+
+    mlp = [p for n, p in field.named_parameters() if n != "encoding_tables"]
+    opt = torch.optim.Adam([{"params": [field.encoding_tables], "weight_decay": 0.0},
+                            {"params": mlp, "weight_decay": c.weight_decay}], lr=c.lr, betas=(0.9, 0.99), eps=1e-15)
+    if resume:
+        extra = load_extra_tensors(ckpt_dir)
+        if "rng" in extra:
+            gen.set_state(extra["rng"])
+        params = [field.encoding_tables] + mlp
+        for i, p in enumerate(params):
+            if f"adam.{i}.exp_avg" in extra:
+                opt.state[p] = {"step": extra[f"adam.{i}.step"].clone(), "exp_avg": extra[f"adam.{i}.exp_avg"].to(dev),
+                                "exp_avg_sq": extra[f"adam.{i}.exp_avg_sq"].to(dev)}
+    decay = c.lr_final_ratio ** (1.0 / max(c.steps, 1))
+
+    # every training ray, precomputed once
+    o, d = generate_rays(train.cams.to(dev))
+    rays_o, rays_d = o.reshape(-1, 3), d.reshape(-1, 3)
+    target = train.images.to(dev).reshape(-1, 3)
+    alpha = train.alpha.to(dev).reshape(-1)
+    data_bg = torch.tensor(dataset.background, device=dev)
+    n_rays = rays_o.shape[0]
+
+    def checkpoint(step: int) -> None:
+        extra = {"rng": gen.get_state()}
+        for i, p in enumerate([field.encoding_tables] + mlp):
+            st = opt.state.get(p)
+            if st:
+                extra[f"adam.{i}.step"] = torch.as_tensor(st["step"]).reshape(1).float().cpu() if not torch.is_tensor(st["step"]) else st["step"].cpu()
+                extra[f"adam.{i}.exp_avg"], extra[f"adam.{i}.exp_avg_sq"] = st["exp_avg"], st["exp_avg_sq"]
+        save_checkpoint(ckpt_dir, field, occ, {"step": step, "fit_config": asdict(c)}, extra)
+
+    t_train, samples_total, rays_total, loss_val = 0.0, 0.0, 0, float("nan")
+    step = start
+    end = c.steps if c.stop_after is None else min(c.steps, c.stop_after)
+    bar = tqdm(range(start, end), disable=not progress, desc="fit", dynamic_ncols=True, initial=start, total=end)
+    for step in bar:
+        t0 = time.perf_counter()
+        for g in opt.param_groups:
+            g["lr"] = c.lr * decay**step
+        idx = torch.randint(0, n_rays, (c.rays_per_batch,), generator=gen).to(dev)
+        a = alpha[idx, None]
+        if c.random_background:
+            bg = torch.rand(c.rays_per_batch, 3, generator=gen).to(dev)
+            tgt = target[idx] + (1 - a) * (bg - data_bg)
+        else:
+            bg, tgt = None, target[idx]
+        out = render_rays_train(field, rays_o[idx], rays_d[idx], occ, c, gen, bg)
+        loss = torch.mean((out["rgb"] - tgt) ** 2)
+        if field.cfg.background == "learned":
+            loss = loss + torch.mean((field.background(rays_d[idx]) - data_bg) ** 2)
+        if not torch.isfinite(loss):
+            raise NumericalError(f"loss became {float(loss)} at step {step}; last good checkpoint kept in {ckpt_dir}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        occ.update(field, step, generator=gen)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t_train += time.perf_counter() - t0
+        samples_total += float(out["samples_per_ray"]) * c.rays_per_batch
+        rays_total += c.rays_per_batch
+        loss_val = float(loss.detach())
+        if progress and step % 10 == 0:
+            bar.set_postfix(loss=f"{loss_val:.4f}", psnr=f"{-10 * math.log10(max(loss_val, 1e-10)):.1f}",
+                            spr=f"{float(out['samples_per_ray']):.0f}")
+        if (step + 1) % c.checkpoint_every == 0 and step + 1 < end:
+            checkpoint(step + 1)
+        if c.time_limit_s is not None and t_train >= c.time_limit_s:
+            end = step + 1
+            break
+    bar.close()
+    final_step = max(end, start)
+    checkpoint(final_step)
+
+    metrics = {"step": final_step, "train_time_s": t_train, "train_loss": loss_val,
+               "rays_per_s": rays_total / t_train if t_train else None,
+               "samples_per_s": samples_total / t_train if t_train else None,
+               "occupied_fraction": occ.occupied_fraction(), "field_config": field.cfg.to_dict(),
+               "fit_config": asdict(c)}
+    if held is not None:
+        ev = evaluate(field, occ, held, c.num_samples, c.eval_chunk)
+        metrics["heldout_psnr"] = ev["psnr"]
+        metrics["heldout_views"] = len(held)
+    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1))
+    return field, occ, metrics
+
+
+def render_rays_train(field, o, d, occ, c: FitConfig, gen, bg):
+    from pnr.render.volume import render_rays
+
+    return render_rays(field, o, d, occ, num_samples=c.num_samples, perturb=True, generator=gen, bg_color=bg)
