@@ -181,6 +181,15 @@ def render_specs(specs: list[ObjectSpec], cams: Cameras, views_per_spec: int = 1
     return torch.cat([rgb_out, a_out[..., None]], -1), d_out
 
 
+@torch.no_grad()
+def cast_rays(spec: ObjectSpec, origins: Tensor, dirs: Tensor, light: Light = Light()) -> tuple[Tensor, Tensor, Tensor]:
+    """Arbitrary rays against one object: origins, dirs [N, 3] (dirs unit) -> rgb [N, 3], hit [N] (0/1),
+    t [N] (distance to the first surface, 0 on a miss)."""
+    table, offs = pack([spec], origins.device)
+    rgb, a, d = _render_chunk(table, offs, origins[None, :, :], dirs[None, :, None, :], light)
+    return rgb[0, :, 0], a[0, :, 0], d[0, :, 0]
+
+
 def dataset_cameras(views: int, res: int, seed: int = 0, radius: float = DEFAULT_RADIUS, fov_deg: float = DEFAULT_FOV,
                     elevation_range: tuple[float, float] = (-10.0, 60.0), device="cpu") -> Cameras:
     """`views` cameras spread over the upper view sphere (stratified azimuth, random elevation), seeded."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import colorsys
 import math
+from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
@@ -221,63 +222,137 @@ def _chair(spec: ObjectSpec) -> list[Prim]:
 
 
 def _figure(spec: ObjectSpec) -> list[Prim]:
-    s = 0.85 * {"medium": 1.0, "tall": 1.12, "short": 0.8}[spec.height] * (1 + 0.04 * spec.j_height)
+    s = 0.85 * {"medium": 1.0, "tall": 1.1, "short": 0.82}[spec.height] * (1 + 0.04 * spec.j_height)
     w = {"medium": 1.0, "wide": 1.35, "narrow": 0.72}[spec.width] * (1 + 0.06 * spec.j_width)
     P = lambda x, y, z: np.array([x * s, y * s, GROUND + z * s])  # noqa: E731  figure units -> world
     c, _ = body_colors(spec)
     body = plain(c)
     sit = spec.pose == "sitting"
     dz = -0.33 if sit else 0.0  # upper body drop when sitting
-    hipx, shx = 0.1 * min(w, 1.15), 0.2 + 0.05 * w
+    hipx, shx = 0.11 * min(w, 1.15), 0.22 + 0.05 * w
     out: list[Prim] = []
     # legs
     for sx in (-1, 1):
         if sit:
-            out.append(capsule(P(sx * hipx, 0, 0.45), P(sx * hipx, -0.4, 0.45), 0.065 * s * min(w, 1.2), **body))
-            out.append(capsule(P(sx * hipx, -0.4, 0.45), P(sx * hipx, -0.42, 0.06), 0.06 * s * min(w, 1.2), **body))
+            out.append(capsule(P(sx * hipx, 0, 0.45), P(sx * hipx, -0.4, 0.45), 0.085 * s * min(w, 1.2), **body))
+            out.append(capsule(P(sx * hipx, -0.4, 0.45), P(sx * hipx, -0.42, 0.07), 0.08 * s * min(w, 1.2), **body))
         else:
-            out.append(capsule(P(sx * hipx, 0, 0.78), P(sx * hipx * 1.05, 0, 0.06), 0.065 * s * min(w, 1.2), **body))
+            out.append(capsule(P(sx * hipx, 0, 0.78), P(sx * hipx * 1.05, 0, 0.07), 0.085 * s * min(w, 1.2), **body))
     if sit:
         out.append(box(P(0, 0.05, 0.2), (0.22 * s, 0.2 * s, 0.2 * s), **plain((0.45, 0.42, 0.38))))
     # torso (carries the pattern), head, eyes
-    t0, t1, tr = P(0, 0, 0.86 + dz), P(0, 0, 1.14 + dz), 0.17 * s * w
+    t0, t1, tr = P(0, 0, 0.88 + dz), P(0, 0, 1.12 + dz), 0.2 * s * w
     out.append(capsule(t0, t1, tr, **pattern_mat(spec, (t0 + t1) / 2, tr, freq=9.0)))
     head = P(0, 0, 1.5 + dz)
-    out.append(ellipsoid(head, (0.15 * s, 0.15 * s, 0.15 * s), **body))
+    out.append(ellipsoid(head, (0.17 * s, 0.17 * s, 0.17 * s), **body))
     out.append(capsule(P(0, 0, 1.3 + dz), P(0, 0, 1.38 + dz), 0.06 * s, **body))
     for sx in (-1, 1):
-        out.append(ellipsoid(head + s * np.array([sx * 0.055, -0.13, 0.03]), (0.025 * s,) * 3, **plain(EYE)))
+        out.append(ellipsoid(head + s * np.array([sx * 0.06, -0.15, 0.03]), (0.03 * s,) * 3, **plain(EYE)))
     # arms: hands per pose (+x is the figure's left)
     down = lambda sx: (sx * (shx + 0.06), 0, 0.84 + dz)  # noqa: E731
-    up = lambda sx: (sx * (shx + 0.08), 0, 1.93 + dz)  # noqa: E731
-    out_ = lambda sx: (sx * (shx + 0.58), 0, 1.27 + dz)  # noqa: E731
+    up = lambda sx: (sx * (shx + 0.08), 0, 1.88 + dz)  # noqa: E731
+    out_ = lambda sx: (sx * (shx + 0.52), 0, 1.27 + dz)  # noqa: E731
     hands = {"standing": (down(1), down(-1)), "sitting": ((shx + 0.05, -0.25, 0.9 + dz), (-shx - 0.05, -0.25, 0.9 + dz)),
              "arms raised": (up(1), up(-1)), "arms out": (out_(1), out_(-1)),
              "left arm raised": (up(1), down(-1)), "right arm raised": (down(1), up(-1))}[spec.pose]
     for sx, hand in zip((1, -1), hands):
-        out.append(capsule(P(sx * shx, 0, 1.27 + dz), P(*hand), 0.055 * s * min(w, 1.2), **body))
+        out.append(capsule(P(sx * shx, 0, 1.27 + dz), P(*hand), 0.075 * s * min(w, 1.2), **body))
     # accessories
     if spec.accessory == "hat":
-        top = head + np.array([0, 0, 0.13 * s])
-        out.append(cylinder(top, 0.26 * s, 0.012 * s, **plain(HAT)))
-        out.append(cylinder(top + np.array([0, 0, 0.1 * s]), 0.15 * s, 0.1 * s, r_top=0.14 * s, **plain(HAT)))
+        top = head + np.array([0, 0, 0.15 * s])
+        out.append(cylinder(top, 0.28 * s, 0.012 * s, **plain(HAT)))
+        out.append(cylinder(top + np.array([0, 0, 0.1 * s]), 0.17 * s, 0.1 * s, r_top=0.16 * s, **plain(HAT)))
     elif spec.accessory == "scarf":
         neck = P(0, 0, 1.33 + dz)
         sc = dict(color=SCARF, color2=SCARF2, pattern=STRIPES, pmode=PLANAR, Q=rigid_inverse(I3, neck), uv_scale=(14, 14))
-        out.append(cylinder(neck, 0.12 * s * max(w, 1.0), 0.045 * s, **sc))
-        out.append(capsule(neck + s * np.array([0.06, -0.1, -0.02]), neck + s * np.array([0.09, -0.17 - 0.02 * w, -0.28]),
-                           0.035 * s, **sc))
+        out.append(cylinder(neck, 0.13 * s * max(w, 1.0), 0.05 * s, **sc))
+        out.append(capsule(neck + s * np.array([0.06, -0.11, -0.02]), neck + s * np.array([0.09, -0.2 - 0.03 * w, -0.28]),
+                           0.04 * s, **sc))
     elif spec.accessory == "ball":
         h = np.asarray(P(*hands[1]))
         off = np.array([0, 0, 0.16 * s]) if hands[1][2] > 1.5 + dz else np.array([-0.04 * s, -0.15 * s, 0.02 * s])
-        out.append(ball(h + off, 0.13 * s))
+        out.append(ball(h + off, 0.14 * s))
     return out
+
+
+def _surface_samples(p: Prim, n: int = 24) -> np.ndarray:
+    """World points [m, 3] on (or, for boxes, at the corners of) a primitive: enough for its extent."""
+    a = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    ring = np.stack([np.cos(a), np.sin(a), np.zeros_like(a)], 1)
+    if p.kind == SPHERE:
+        el = np.linspace(-np.pi / 2, np.pi / 2, n // 2)
+        loc = np.concatenate([np.stack([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.full_like(a, np.sin(e))], 1)
+                              for e in el])
+    elif p.kind == BOX:
+        loc = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float)
+    elif p.kind == FRUSTUM:
+        loc = np.concatenate([ring * p.p0 + [0, 0, -1], ring * p.p1 + [0, 0, 1]])
+    else:
+        el = np.linspace(-np.pi / 2, np.pi / 2, n // 2)
+        sph = np.concatenate([np.stack([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.full_like(a, np.sin(e))], 1)
+                              for e in el])
+        loc = np.concatenate([sph + [0, 0, -p.p0], sph + [0, 0, p.p0]])
+    Minv = np.linalg.inv(np.concatenate([p.M, [[0, 0, 0, 1]]]))
+    return loc @ Minv[:3, :3].T + Minv[:3, 3]
+
+
+def extent(prims) -> tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned bounds (lo [3], hi [3]) of placed primitives."""
+    pts = np.concatenate([_surface_samples(p) for p in prims])
+    return pts.min(0), pts.max(0)
+
+
+def bounding_radius(prims, center=(0.0, 0.0, 0.0)) -> float:
+    """Radius of the sphere around `center` holding all primitives (sampled surfaces, so up to ~1% low)."""
+    pts = np.concatenate([_surface_samples(p) for p in prims])
+    return float(np.linalg.norm(pts - np.asarray(center), axis=1).max())
 
 
 BUILDERS = {"mug": _mug, "vase": _vase, "lamp": _lamp, "table": _table, "chair": _chair, "figure": _figure}
 
 
+FIT_RADIUS = 0.92  # every object of the domain lies in the ball of this radius around the origin
+
+
+def _variants(cat: str):
+    """The extreme variants of a category (tall or short, wide, proportion jitter at its extreme; every profile,
+    pose and accessory): widths grow monotonically and the base stays put, so these bound the category."""
+    from pnr.data.domain.grammar import CATEGORY_ACCESSORIES, CATEGORY_ATTRS, POSES
+
+    own = CATEGORY_ATTRS[cat]
+    for pr in (("round", "square") if "profile" in own else ("",)):
+        for po in (POSES if "pose" in own else ("",)):
+            for acc in ("none",) + CATEGORY_ACCESSORIES[cat]:
+                for h, jh in (("tall", 1.0), ("short", -1.0)):
+                    yield ObjectSpec(cat, "red", height=h, width="wide", profile=pr, pose=po, accessory=acc,
+                                     j_height=jh, j_width=1.0)
+
+
+@lru_cache(maxsize=None)
+def category_fit(cat: str) -> tuple[tuple[float, float, float], float]:
+    """(centre, scale) mapping a category's raw geometry so that all its variants fit the ball of radius
+    FIT_RADIUS around the origin (centre of the union of their bounds -> origin). A camera at radius 2.8
+    with a 40 degree FOV sees a ball of radius 2.8 sin(20 deg) = 0.96 whole. One map per category, so an
+    edit never rescales the object."""
+    prims = [list(BUILDERS[cat](s)) for s in _variants(cat)]
+    bounds = [extent(p) for p in prims]
+    lo = np.min([b[0] for b in bounds], 0)
+    hi = np.max([b[1] for b in bounds], 0)
+    c = (lo + hi) / 2
+    r = max(bounding_radius(p, c) for p in prims)
+    return tuple(float(x) for x in c), FIT_RADIUS / r
+
+
+def _refit(p: Prim, c: np.ndarray, scale: float) -> Prim:
+    """The primitive after world' = (world - c) * scale (materials and patterns move with it)."""
+    def conj(M):  # local = M3 world + Mt, world = c + world' / scale
+        return np.concatenate([M[:, :3] / scale, (M[:, :3] @ c + M[:, 3])[:, None]], axis=1)
+
+    return replace(p, M=conj(p.M), Q=conj(p.Q))  # pattern coordinates stay in raw units: patterns scale too
+
+
 @lru_cache(maxsize=65536)
 def build_primitives(spec: ObjectSpec) -> tuple[Prim, ...]:
-    """The placed primitives of one object (cached: specs are frozen)."""
-    return tuple(BUILDERS[spec.category](spec))
+    """The placed primitives of one object, fitted into the ball of radius FIT_RADIUS (cached: specs are frozen)."""
+    c, scale = category_fit(spec.category)
+    return tuple(_refit(p, np.asarray(c), scale) for p in BUILDERS[spec.category](spec))
