@@ -189,7 +189,8 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
     sched = (TimestepSchedule(cfg.t_start, cfg.t_end, cfg.t_anneal) if method == "pnr"
              else fixed_schedule(*cfg.t_baseline))
     v = _views(guide, cfg)
-    perceptual = default_perceptual() if revise > 0 and cfg.lambda_p > 0 else None
+    # ST-LPIPS needs >= 32 px renders; below that the identity term is L1 only
+    perceptual = default_perceptual() if revise > 0 and cfg.lambda_p > 0 and cfg.res_high >= 32 else None
 
     field = Field(source.cfg, device=dev)
     occ = OccupancyGrid(source_occ.resolution, source_occ.bound, device=dev) if source_occ is not None else None
@@ -237,7 +238,7 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
                 _check_finite(loss, "eta search", i, None)
                 _apply(probe_opt, loss)
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.1f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.1f}")
                 if on_step is not None:
                     on_step("search", i, float(loss))
                 return float(loss)

@@ -25,8 +25,8 @@ from pnr.priors.base import Denoiser, predict_eps_cfg
 
 
 def surrogate_loss(x: Tensor, grad: Tensor) -> Tensor:
-    """1/2 ||x - stopgrad(x - grad)||^2 summed per view, mean over the B*V views; d/dx = grad / (B*V)."""
-    grad = torch.nan_to_num(grad)
+    """1/2 ||x - stopgrad(x - grad)||^2 summed per view, mean over the B*V views; d/dx = grad / (B*V).
+    NaN/Inf in grad are kept (not zeroed) so that the edit loop can stop on them."""
     target = (x - grad).detach()
     n_views = x.shape[0] * x.shape[1]
     return 0.5 * (x - target).pow(2).sum() / n_views

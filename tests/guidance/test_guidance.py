@@ -42,7 +42,7 @@ def test_an_sds_step_on_a_field_lowers_the_surrogate():
     torch.manual_seed(0)
     den = ToyDenoiser(num_views=1, image_size=8)
     field = Field(FieldConfig.tiny(), seed=0)
-    opt = torch.optim.Adam(field.parameters(), lr=0.05)
+    opt = torch.optim.SGD(field.parameters(), lr=0.01)
     cams = random_orbit_views(1, 1, generator=torch.Generator().manual_seed(0), res=8)
     cond, uncond = den.encode_text(["a blue mug"]), den.null_text(1)
     noise = torch.randn(1, 1, 3, 8, 8)
@@ -51,14 +51,14 @@ def test_an_sds_step_on_a_field_lowers_the_surrogate():
     def loss():
         rgb = render(field, cams, None, num_samples=16)["rgb"]
         x = den.encode_images(rgb.view(1, 1, 8, 8, 3).permute(0, 1, 4, 2, 3))
-        return sds(den, x, cond, uncond, cams.c2w.view(1, 1, 4, 4), t, 5.0, noise=noise)["loss"]
+        return sds(den, x, cond, uncond, cams.c2w.view(1, 1, 4, 4), t, 5.0, noise=noise, x0_range=1.0)["loss"]
 
     before = loss()
     opt.zero_grad()
     before.backward()
     opt.step()
     after = loss()
-    assert float(after) < float(before)
+    assert float(after) < 0.9 * float(before)
 
 
 def test_pds_closed_form_and_zero_when_source_equals_target():

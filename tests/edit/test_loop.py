@@ -1,0 +1,127 @@
+import json
+
+import pytest
+import torch
+
+from pnr.edit.config import EditConfig, preset
+from pnr.edit.loop import STATE_FILE, load_state
+from pnr.edit.prompts import resolve_prompts
+from pnr.edit.run import edit_to_dir
+from pnr.errors import CheckpointError, NumericalError, PromptError
+from pnr.field.checkpoint import load_checkpoint
+from pnr.field.config import FieldConfig
+from pnr.field.field import Field
+from tests.edit.toy_prior import ToyDenoiser
+
+
+def _cfg(**kw) -> EditConfig:
+    base = dict(search_steps=5, edit_steps=4, revise_steps=2, res_low=8, res_high=8, num_samples=8,
+                checkpoint_every=2, turntable_frames=0, lambda_p=0.0)
+    base.update(kw)
+    return EditConfig(**base)
+
+
+def _source() -> Field:
+    return Field(FieldConfig.tiny(), seed=4)
+
+
+def test_end_to_end_tiny_loop_yields_a_loadable_checkpoint(tmp_path):
+    den = ToyDenoiser(num_views=2)
+    res, rec = edit_to_dir(_source(), None, den, "blue", None, _cfg(turntable_frames=2), tmp_path, progress=False,
+                           turntable_res=16)
+    field, _, meta = load_checkpoint(tmp_path / "checkpoint")
+    p = field.params_dict()
+    assert all(torch.equal(p[k], v) for k, v in res.field.params_dict().items())
+    saved = json.loads((tmp_path / "edit.json").read_text())
+    assert saved["method"] == "pnr" and saved["eta_auto"] and len(saved["eta_trace"]) == 5
+    assert 0.0 <= saved["eta"] <= 0.6 and saved["eta"] == res.eta
+    assert len(saved["losses"]) == 6 and saved["config"]["edit_steps"] == 4 and saved["seed"] == 0
+    assert (tmp_path / "turntable.mp4").stat().st_size > 0 and (tmp_path / "contact.png").exists()
+    assert not (tmp_path / STATE_FILE).exists()  # finished runs leave no partial state
+    assert meta["edit"]["method"] == "pnr"
+
+
+@pytest.mark.parametrize("method", ["sds", "pds", "idu", "regen"])
+def test_baselines_run_through_the_same_loop(method, tmp_path):
+    den = ToyDenoiser(num_views=2)
+    cfg = _cfg(method=method, edit_steps=2, revise_steps=1, idu_groups=2, idu_every=2, idu_ddim_steps=2)
+    res, rec = edit_to_dir(_source(), None, den, "blue", "red", cfg, tmp_path, progress=False)
+    assert len(res.losses) == 3 and rec["eta"] == {"regen": 1.0}.get(method, 0.0)
+    assert all(torch.isfinite(torch.tensor(res.losses)))
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
+    den = ToyDenoiser(num_views=2)
+    cfg = _cfg()
+    ref, _ = edit_to_dir(_source(), None, den, "green", None, cfg, tmp_path / "a", progress=False)
+
+    def kill(phase, step, loss):
+        if phase == "edit" and step == 2:  # after the state of step 2 was written, before step 3 saves
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        edit_to_dir(_source(), None, den, "green", None, cfg, tmp_path / "b", progress=False, on_step=kill)
+    st = load_state(tmp_path / "b")
+    assert st is not None and st["step"] == 2
+    res, _ = edit_to_dir(_source(), None, den, "green", None, cfg, tmp_path / "b", progress=False)
+    assert res.eta == ref.eta and res.losses == ref.losses
+    a, b = ref.field.params_dict(), res.field.params_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_another_source_or_settings(tmp_path):
+    den = ToyDenoiser(num_views=2)
+
+    def kill(phase, step, loss):
+        if phase == "edit" and step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        edit_to_dir(_source(), None, den, "green", None, _cfg(), tmp_path, progress=False, on_step=kill)
+    with pytest.raises(CheckpointError, match="another source"):
+        edit_to_dir(Field(FieldConfig.tiny(), seed=99), None, den, "green", None, _cfg(), tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="other settings"):
+        edit_to_dir(_source(), None, den, "green", None, _cfg(seed=3), tmp_path, progress=False)
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_state(tmp_path):
+    den = ToyDenoiser(num_views=2, nan_after=9)  # 5 search calls (CFG batched) + a few edit steps
+    with pytest.raises(NumericalError, match="last good state"):
+        edit_to_dir(_source(), None, den, "green", None, _cfg(checkpoint_every=1), tmp_path, progress=False)
+    st = load_state(tmp_path)
+    assert st is not None and st["step"] >= 1
+    assert all(torch.isfinite(v).all() for v in st["params"].values())
+
+
+def test_prompt_errors():
+    den = ToyDenoiser()
+    with pytest.raises(PromptError, match="empty"):
+        resolve_prompts(den, "   ", None, "pnr")
+    with pytest.raises(PromptError, match="source"):
+        resolve_prompts(den, "blue", None, "pds")
+    with pytest.raises(PromptError, match="unknown"):
+        den.encode_text(["a purple mug"])
+
+
+def test_builtin_prior_prompts_compose_with_the_source_caption():
+    from pnr.data.domain.grammar import vocabulary
+    from pnr.priors.builtin.model import PriorConfig
+    from pnr.priors.builtin.prior import BuiltinPrior
+
+    prior = BuiltinPrior(PriorConfig.tiny(vocabulary()))
+    text, src = resolve_prompts(prior, "sitting", "a red figure standing", "pnr")
+    assert "sitting" in text and "red figure" in text and "standing" in src
+    assert resolve_prompts(prior, "a blue mug", None, "pnr") == ("a blue mug", None)
+    with pytest.raises(PromptError, match="close"):
+        resolve_prompts(prior, "wearing a hatt", None, "pnr")
+
+
+def test_presets():
+    assert preset("paper").edit_steps == 1500 and preset("paper").revise_steps == 1000
+    assert preset("paper").search_steps == 50 and preset("paper").lambda_l1 == 300.0
+    q = preset("quick", seed=2)
+    assert q.seed == 2 and q.edit_steps < 200
+    with pytest.raises(ValueError):
+        preset("nope")
+    with pytest.raises(ValueError):
+        EditConfig(method="magic")
