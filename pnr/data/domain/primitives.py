@@ -14,6 +14,7 @@ Canonical shapes (params p0, p1):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,17 +50,17 @@ class Prim:
 def frame_from_axis(axis) -> np.ndarray:
     """Rotation [3, 3] whose columns are an orthonormal frame with the third column along `axis`."""
     z = np.asarray(axis, np.float64)
-    z = z / np.linalg.norm(z)
-    ref = np.array([1.0, 0, 0]) if abs(z[0]) < 0.9 else np.array([0, 1.0, 0])
-    x = np.cross(ref, z)
-    x /= np.linalg.norm(x)
-    return np.stack([x, np.cross(z, x), z], axis=1)
+    z = z / math.sqrt(z @ z)
+    a, b, c = z
+    x = np.array([0.0, -c, b]) if abs(a) < 0.9 else np.array([c, 0.0, -a])  # (1,0,0) x z or (0,1,0) x z
+    x /= math.sqrt(x @ x)
+    y = np.array([b * x[2] - c * x[1], c * x[0] - a * x[2], a * x[1] - b * x[0]])  # z x x
+    return np.stack([x, y, z], axis=1)
 
 
 def inverse_affine(R: np.ndarray, scale, center) -> np.ndarray:
     """M [3, 4] inverting x = R diag(scale) l + center."""
-    A = R @ np.diag(np.asarray(scale, np.float64))
-    Ainv = np.linalg.inv(A)
+    Ainv = R.T / np.asarray(scale, np.float64)[:, None]  # (R diag(s))^-1 for a rotation R
     return np.concatenate([Ainv, -(Ainv @ np.asarray(center, np.float64))[:, None]], axis=1)
 
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
 
 import torch
 from torch import Tensor
@@ -44,25 +47,29 @@ def _prim_row(p: Prim) -> list[float]:
             *p.Q.reshape(-1).tolist(), *p.uv_scale, p.phase, float(p.kind)]
 
 
+@lru_cache(maxsize=65536)
+def _spec_table(spec: ObjectSpec) -> tuple[np.ndarray, tuple[int, ...]]:
+    """One object's primitive rows [k, F] sorted by type, and its count per type (cached: specs are frozen)."""
+    prims = sorted(build_primitives(spec), key=lambda p: p.kind)
+    rows = np.array([_prim_row(p) for p in prims], np.float32).reshape(len(prims), _FIELDS)
+    return rows, tuple(sum(p.kind == t for p in prims) for t in range(N_TYPES))
+
+
 def pack(specs: list[ObjectSpec], device) -> tuple[Tensor, list[int]]:
     """Primitive table [B, K, F] sorted by type (type t occupies columns offsets[t]:offsets[t+1]), padded
     rows have kind -1 (never hit)."""
-    lists = [build_primitives(s) for s in specs]
-    counts = [max([sum(p.kind == t for p in ps) for ps in lists] + [0]) for t in range(N_TYPES)]
-    offsets = [0]
-    for c in counts:
-        offsets.append(offsets[-1] + c)
+    tabs = [_spec_table(s) for s in specs]
+    counts = np.max([c for _, c in tabs], axis=0) if tabs else np.zeros(N_TYPES, int)
+    offsets = [0] + np.cumsum(counts).tolist()
     K = max(offsets[-1], 1)
-    pad = [0.0] * (_FIELDS - 1) + [-1.0]
-    rows = []
-    for ps in lists:
-        r = []
+    table = np.zeros((len(specs), K, _FIELDS), np.float32)
+    table[..., -1] = -1.0
+    for b, (rows, cnt) in enumerate(tabs):
+        src = 0
         for t in range(N_TYPES):
-            mine = [_prim_row(p) for p in ps if p.kind == t]
-            r += mine + [pad] * (counts[t] - len(mine))
-        rows.append(r or [pad])
-    table = torch.tensor(rows, dtype=torch.float32).reshape(len(specs), K, _FIELDS)
-    return table.to(device), offsets
+            table[b, offsets[t]:offsets[t] + cnt[t]] = rows[src:src + cnt[t]]
+            src += cnt[t]
+    return torch.from_numpy(table).to(device, non_blocking=True), offsets
 
 
 def _split(table: Tensor) -> dict[str, Tensor]:
