@@ -1,13 +1,169 @@
-"""`pnr edit` (placeholder until its issue lands)."""
+"""`pnr edit SOURCE "PROMPT" --out DIR`: text-guided edit of a NeRF with Perturb-and-Revise or a baseline.
 
-from pnr.errors import PnrError
+SOURCE is a pnr checkpoint (a `pnr fit` run folder or its checkpoint/) or a transforms.json dataset,
+which is fitted first (into DIR/source). Every EditConfig setting is an option of the same name;
+--preset picks the defaults (paper: 50 + 1500 + 1000 steps; quick: minutes on a CPU).
+A DIR holding a partial run (DIR/state.pt) is continued; --restart starts it over.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from pnr.errors import DataError, PnrError
+
+_SPECIAL = {"method", "eta", "seed"}  # options written out by hand below
 
 
 def add_parser(sub):
-    p = sub.add_parser("edit", help="(not yet implemented)")
+    from pnr.edit.config import METHODS, PRESETS, EditConfig
+
+    p = sub.add_parser("edit", help="edit a NeRF with a text prompt (Perturb-and-Revise, SDS, PDS, IDU, regen)",
+                       description=__doc__)
+    p.add_argument("source", help="pnr checkpoint / fit run folder, or a transforms.json dataset (fitted first)")
+    p.add_argument("prompt", help='the edit: with the built-in prior name only the change ("sitting", "in blue")')
+    p.add_argument("--out", required=True, help="output folder (checkpoint/, edit.json, turntable.mp4, contact.png)")
+    p.add_argument("--method", choices=METHODS, default="pnr")
+    p.add_argument("--eta", default="auto", help="perturbation strength in [0, 1], or 'auto' (Alg. 2)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
+    p.add_argument("--source-prompt", default=None, help="caption of the source (PDS; composes the built-in "
+                   "prior's text). Default: the caption stored with the source")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prior", default="builtin", help="builtin | sd15 | sd21 | mvdream | PATH")
+    p.add_argument("--device", default="auto", help="cpu, cuda, or auto")
+    p.add_argument("--restart", action="store_true", help="ignore a partial run in --out and start over")
+    p.add_argument("--fit-steps", type=int, default=2000, help="steps when SOURCE is a dataset")
+    p.add_argument("--field", choices=("default", "small", "tiny"), default="small",
+                   help="field size when SOURCE is a dataset")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = p.add_argument_group("edit settings (defaults from --preset; see docs/edit.md)")
+    for f in fields(EditConfig):
+        if f.name in _SPECIAL:
+            continue
+        opt = "--" + f.name.replace("_", "-")
+        default = f.default
+        if isinstance(default, tuple):
+            g.add_argument(opt, type=float, nargs=2, default=None, metavar=("LO", "HI"), help=f"default {default}")
+        else:
+            g.add_argument(opt, type=float if default is None else type(default), default=None,
+                           help=f"default {default}")
     p.set_defaults(func=run)
     return p
 
 
+def _config(args):
+    from pnr.edit.config import EditConfig, preset
+
+    over = {}
+    for f in fields(EditConfig):
+        if f.name in _SPECIAL:
+            continue
+        v = getattr(args, f.name)
+        if v is not None:
+            over[f.name] = tuple(v) if isinstance(v, list) else v
+    if args.eta == "auto":
+        eta = None
+    else:
+        try:
+            eta = float(args.eta)
+        except ValueError:
+            raise PnrError(f"--eta must be 'auto' or a number in [0, 1], got {args.eta!r}") from None
+        if not 0.0 <= eta <= 1.0:
+            raise PnrError(f"--eta must be in [0, 1], got {eta}")
+    for name in ("search_steps", "edit_steps", "revise_steps", "checkpoint_every", "num_samples", "res_low",
+                 "res_high"):
+        if name in over and over[name] < (0 if name.endswith("_steps") else 1):
+            raise PnrError(f"--{name.replace('_', '-')} must be positive, got {over[name]}")
+    try:
+        return preset(args.preset, method=args.method, eta=eta, seed=args.seed, **over)
+    except ValueError as e:
+        raise PnrError(str(e)) from None
+
+
+def _dataset_json(src: Path) -> Path | None:
+    if src.is_file() and src.suffix == ".json" and src.name != "config.json":
+        return src
+    for name in ("transforms.json", "transforms_train.json"):
+        if src.is_dir() and (src / name).exists():
+            return src / name
+    return None
+
+
+def _load_source(args, out: Path, device: str):
+    """-> (field, occupancy, caption or None, description). A dataset is fitted into DIR/source first."""
+    from pnr.field.checkpoint import load_checkpoint
+
+    src = Path(args.source)
+    if not src.exists():
+        raise DataError(f"{src}: no such checkpoint or dataset")
+    is_ckpt = (src / "config.json").exists() or (src / "checkpoint" / "config.json").exists() or src.name == "config.json"
+    tjson = None if is_ckpt else _dataset_json(src)
+    if tjson is None:
+        field, occ, meta = load_checkpoint(src, device=device)
+        return field, occ, meta.get("caption"), f"checkpoint {src}"
+    from pnr.commands.fit import field_preset
+    from pnr.data.transforms import load_transforms_dataset
+    from pnr.fit import FitConfig, fit
+
+    data = load_transforms_dataset(src)
+    try:
+        caption = json.loads(tjson.read_text()).get("caption")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        caption = None
+    fit_dir = out / "source"
+    resume = (fit_dir / "checkpoint" / "config.json").exists()
+    field, occ, _ = fit(data, field_preset(args.field), FitConfig(steps=args.fit_steps, device=device), fit_dir,
+                        resume=resume, progress=not args.quiet)
+    return field, occ, caption, f"dataset {src} (fitted into {fit_dir})"
+
+
 def run(args):
-    raise PnrError("'pnr edit' is not implemented yet")
+    from pnr.commands.fit import resolve_device
+    from pnr.edit.loop import STATE_FILE
+    from pnr.edit.run import edit_to_dir
+
+    cfg = _config(args)
+    if not args.prompt or not args.prompt.strip():
+        raise PnrError("the edit prompt is empty: say what to change, e.g. \"sitting\" or \"in blue\"")
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise PnrError(f"--out {out} exists and is not a folder")
+    if args.restart:
+        (out / STATE_FILE).unlink(missing_ok=True)
+    t0 = time.time()
+    prior = _load_prior(args.prior, device)
+    field, occ, caption, desc = _load_source(args, out, device)
+    source_prompt = args.source_prompt or caption
+    if (out / STATE_FILE).exists():
+        print(f"pnr edit: continuing the partial run in {out}")
+    res, rec = edit_to_dir(field, occ, prior, args.prompt, source_prompt, cfg, out, resume=True,
+                           progress=not args.quiet,
+                           extra_record={"source": desc, "prior": args.prior, "preset": args.preset,
+                                         "wall_seconds_incl_loading": None})
+    rec["wall_seconds_incl_loading"] = time.time() - t0
+    from pnr.edit.loop import write_record
+
+    write_record(out / "edit.json", rec)
+    extra = f", source caption {source_prompt!r}" if source_prompt else ""
+    print(f"edit ({cfg.method}, eta {res.eta:.3f}{extra}): {rec['conditioning_text']!r} in {res.seconds:.1f} s "
+          f"on {device}; wrote {out}/checkpoint, edit.json, turntable.mp4, contact.png")
+    return 0
+
+
+def _load_prior(name: str, device: str):
+    try:
+        from pnr.priors.load import load_prior
+    except ImportError:
+        load_prior = None
+    if load_prior is not None:
+        return load_prior(name, device=device)
+    from pnr.priors.builtin.prior import load_builtin_prior
+
+    if name not in ("builtin",) and not Path(name).exists():
+        raise PnrError(f"--prior {name}: only the built-in prior (or a path to its checkpoint) is available")
+    return load_builtin_prior(None if name == "builtin" else name, device=device)
+

@@ -14,6 +14,7 @@ METHODS = ("pnr", "sds", "pds", "idu", "regen")
 # units (summed over a 4x32x32 latent); scaled by the element count 12288 / 4096 this is 3000.
 # docs/edit.md records how it was calibrated on the benchmark's dev split.
 DELTA_MIN_BUILTIN = 3000.0
+DELTA_MIN_PAPER = 1000.0  # App. C, MVDream-threestudio loss units
 
 
 @dataclass
@@ -21,7 +22,7 @@ class EditConfig:
     method: str = "pnr"  # pnr | sds | pds | idu | regen
     eta: float | None = None  # perturbation strength; None = choose by Alg. 2
     eta_max: float = 0.6  # App. C
-    delta_min: float = DELTA_MIN_BUILTIN  # Alg. 2 (paper: 1000 in its loss units; see DELTA_MIN_BUILTIN)
+    delta_min: float | None = None  # Alg. 2; None = per prior: DELTA_MIN_BUILTIN, or the paper's 1000 for SD/MVDream
     search_steps: int = 50  # Alg. 2: 50 simulated SDS steps
     edit_steps: int = 1500  # App. E
     revise_steps: int = 1000  # App. E (baselines spend these as more of their own steps)
@@ -55,6 +56,7 @@ class EditConfig:
     # bookkeeping
     checkpoint_every: int = 100
     turntable_frames: int = 24
+    turntable_res: int = 96
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -78,7 +80,7 @@ PRESETS: dict[str, dict] = {
     "paper": {},
     # finishes in under 5 minutes on a 2-core CPU with the built-in prior (the README's first command)
     "quick": {"search_steps": 12, "edit_steps": 70, "revise_steps": 30, "res_low": 32, "res_high": 48,
-              "num_samples": 48, "checkpoint_every": 25, "turntable_frames": 12, "idu_groups": 3,
+              "num_samples": 48, "checkpoint_every": 25, "turntable_frames": 12, "turntable_res": 64, "idu_groups": 3,
               "idu_every": 5, "idu_ddim_steps": 8},
 }
 
@@ -86,4 +88,4 @@ PRESETS: dict[str, dict] = {
 def preset(name: str, **overrides) -> EditConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
-    return replace(EditConfig(), **PRESETS[name], **overrides)
+    return replace(EditConfig(), **{**PRESETS[name], **overrides})

@@ -244,7 +244,8 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
                 return float(loss)
 
             k = max(1, min(10, cfg.search_steps // 5))  # Alg. 2: first/last 10 of 50
-            eta, trace = choose_eta(search_step, cfg.search_steps, cfg.delta_min, cfg.eta_max, k=k)
+            delta_min = cfg.delta_min if cfg.delta_min is not None else 1000.0
+            eta, trace = choose_eta(search_step, cfg.search_steps, delta_min, cfg.eta_max, k=k)
             bar.close()
             del probe, probe_opt, probe_occ
         phase_s["search"] = time.time() - ts

@@ -13,9 +13,12 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from pnr.edit.config import EditConfig
+from dataclasses import replace
+
+from pnr.edit.config import DELTA_MIN_BUILTIN, DELTA_MIN_PAPER, EditConfig
 from pnr.edit.loop import STATE_FILE, EditResult, Guide, edit, write_record
 from pnr.edit.prompts import is_builtin, resolve_prompts
 from pnr.field.field import Field
@@ -35,27 +38,28 @@ def make_guide(prior, source: Field, source_occ: OccupancyGrid | None, edit_text
 
 @torch.no_grad()
 def turntable_frames(field: Field, occ, n: int, res: int, elevation: float = 15.0, radius: float = 3.0,
-                     fov: float = 40.0):
+                     fov: float = 40.0, num_samples: int = 128):
     """uint8 [n, res, res, 3] around the object (pnr.render.turntable when present)."""
     try:
         from pnr.render.turntable import turntable
     except ImportError:
         turntable = None
     if turntable is not None:
-        return turntable(field, occ, n=n, elevation=elevation, radius=radius, res=res, fov=fov)
+        return np.asarray(turntable(field, occ, n=n, elevation=elevation, radius=radius, res=res, fov=fov,
+                                    num_samples=num_samples))
     from pnr.render.cameras import orbit_cameras
     from pnr.render.volume import render
 
     cams = orbit_cameras(n, elevation_deg=elevation, radius=radius, fov_deg=fov, res=res, azimuth0_deg=-90.0,
                          device=field.device)
-    rgb = torch.cat([render(field, cams[i], occ)["rgb"] for i in range(n)])
+    rgb = torch.cat([render(field, cams[i], occ, num_samples=num_samples)["rgb"] for i in range(n)])
     return (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
 
 def edit_to_dir(source: Field, source_occ: OccupancyGrid | None, prior, edit_prompt: str,
                 source_prompt: str | None, cfg: EditConfig, out_dir: str | Path, resume: bool = True,
                 progress: bool = True, extra_record: dict | None = None, on_step=None,
-                turntable_res: int = 96) -> tuple[EditResult, dict]:
+                turntable_samples: int = 128) -> tuple[EditResult, dict]:
     """Runs the edit and writes DIR (see module doc). Returns (result, the edit.json record)."""
     from pnr.field.checkpoint import save_checkpoint
     from pnr.io import contact_sheet, save_png, save_video
@@ -64,6 +68,8 @@ def edit_to_dir(source: Field, source_occ: OccupancyGrid | None, prior, edit_pro
     out_dir.mkdir(parents=True, exist_ok=True)
     edit_text, source_text = resolve_prompts(prior, edit_prompt, source_prompt, cfg.method)
     guide = make_guide(prior, source, source_occ, edit_text, source_text)
+    if cfg.delta_min is None:
+        cfg = replace(cfg, delta_min=DELTA_MIN_BUILTIN if is_builtin(prior) else DELTA_MIN_PAPER)
     res = edit(source, source_occ, guide, cfg, out_dir=out_dir, resume=resume, progress=progress, on_step=on_step)
 
     ts = time.time()
@@ -72,10 +78,8 @@ def edit_to_dir(source: Field, source_occ: OccupancyGrid | None, prior, edit_pro
     save_checkpoint(out_dir / "checkpoint", res.field, res.occupancy, meta)
     n = cfg.turntable_frames
     if n > 0:
-        a = turntable_frames(source, source_occ, n, turntable_res)
-        b = turntable_frames(res.field, res.occupancy, n, turntable_res)
-        import numpy as np
-
+        a = turntable_frames(source, source_occ, n, cfg.turntable_res, num_samples=turntable_samples)
+        b = turntable_frames(res.field, res.occupancy, n, cfg.turntable_res, num_samples=turntable_samples)
         pairs = np.concatenate([a, np.full_like(a[:, :, :4], 255), b], axis=2)  # source | edit
         save_video(out_dir / "turntable.mp4", pairs, fps=max(4, n // 3))
         save_png(out_dir / "contact.png", contact_sheet(pairs[:: max(1, n // 8)], cols=2))

@@ -27,8 +27,8 @@ def _source() -> Field:
 
 def test_end_to_end_tiny_loop_yields_a_loadable_checkpoint(tmp_path):
     den = ToyDenoiser(num_views=2)
-    res, rec = edit_to_dir(_source(), None, den, "blue", None, _cfg(turntable_frames=2), tmp_path, progress=False,
-                           turntable_res=16)
+    res, rec = edit_to_dir(_source(), None, den, "blue", None, _cfg(turntable_frames=2, turntable_res=16), tmp_path, progress=False,
+                           turntable_samples=16)
     field, _, meta = load_checkpoint(tmp_path / "checkpoint")
     p = field.params_dict()
     assert all(torch.equal(p[k], v) for k, v in res.field.params_dict().items())
