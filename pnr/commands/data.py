@@ -4,6 +4,7 @@
   pnr data benchmark --out FILE.json                            # the 150-edit benchmark with ground truth
   pnr data vocab                                                # every word captions / edit prompts may use
   pnr data sample --n 5 --seed 0                                # random captions
+  pnr data sheet --out docs/domain_contact_sheet.png            # contact sheet of random objects
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ def add_parser(sub):
     b.add_argument("--out", required=True)
     b.add_argument("--seed", type=int, default=0)
     dsub.add_parser("vocab", help="list the attribute values and every known word")
+    c = dsub.add_parser("sheet", help="contact sheet PNG of random objects (4 views each, captioned)")
+    c.add_argument("--out", required=True)
+    c.add_argument("--n", type=int, default=32)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--res", type=int, default=96)
     s = dsub.add_parser("sample", help="print random captions")
     s.add_argument("--n", type=int, default=10)
     s.add_argument("--seed", type=int, default=0)
@@ -62,6 +68,13 @@ def run(args):
             print(f"  {c:7s} shape/pose: {', '.join(attrs)}; accessories: {', '.join(CATEGORY_ACCESSORIES[c]) or '-'}")
         words = vocabulary()
         print(f"words ({len(words)}): {' '.join(words)}")
+        return 0
+    if args.data_command == "sheet":
+        from pnr.data.domain.sheet import contact_sheet_image
+        from pnr.io import save_png
+
+        save_png(args.out, contact_sheet_image(args.n, args.seed, args.res))
+        print(f"wrote {args.out}: {args.n} objects x 4 views at {args.res}x{args.res}")
         return 0
     if args.data_command == "sample":
         import random
