@@ -1,13 +1,69 @@
-"""`pnr eval` (placeholder until its issue lands)."""
+"""`pnr eval EDIT_DIR_OR_CKPT ...`: metrics of edits, printed as a table and optionally written as JSON.
+
+Each argument is an edit folder written by `pnr edit` (edit.json + checkpoint/) or an edited checkpoint
+(then --source names the source checkpoint). Source and edit are rendered on the same turntable; see
+docs/metrics.md for every metric.
+"""
+
+from __future__ import annotations
+
+import json
+import time
 
 from pnr.errors import PnrError
 
 
 def add_parser(sub):
-    p = sub.add_parser("eval", help="(not yet implemented)")
+    p = sub.add_parser("eval", help="metrics of edits: CLIP directional similarity/consistency, LPIPS, A-LPIPS, GT",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("edits", nargs="+", metavar="EDIT_DIR_OR_CKPT", help="edit folders (pnr edit --out) or edited checkpoints")
+    p.add_argument("--source", help="source checkpoint (default: the one recorded in edit.json)")
+    p.add_argument("--source-caption", help="caption of the source (default: from edit.json / checkpoint meta)")
+    p.add_argument("--target-caption", help="caption of the intended result (default: from edit.json / checkpoint meta)")
+    p.add_argument("--target-spec", help="ground-truth target: a domain caption or JSON spec")
+    p.add_argument("--benchmark", help="benchmark JSON (pnr data benchmark): ground truth looked up by edit id / folder name")
+    p.add_argument("--backbone", default="domain", help="'domain' (shipped encoder), 'domain:DIR', or 'clip:HUB_ID_OR_PATH'")
+    p.add_argument("--net", default="alex", choices=["alex", "vgg"], help="ST-LPIPS trunk")
+    p.add_argument("--views", type=int, default=24, help="turntable frames")
+    p.add_argument("--res", type=int, default=128)
+    p.add_argument("--elevation", type=float, default=20.0)
+    p.add_argument("--radius", type=float, default=3.0)
+    p.add_argument("--samples", type=int, default=128, help="volume-rendering samples per ray")
+    p.add_argument("--no-gt", action="store_true", help="skip ground-truth metrics")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--json", dest="json_out", help="write all results (per edit, every metric) to this JSON file")
     p.set_defaults(func=run)
     return p
 
 
 def run(args):
-    raise PnrError("'pnr eval' is not implemented yet")
+    import torch
+
+    from pnr.io import atomic_write_text
+    from pnr.metrics.eval import EvalConfig, evaluate_edit, format_table, load_backbone, resolve_edit
+
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.views < 2:
+        raise PnrError(f"--views {args.views}: need at least 2 turntable frames")
+    cfg = EvalConfig(views=args.views, res=args.res, elevation=args.elevation, radius=args.radius,
+                     num_samples=args.samples, net=args.net, backbone=args.backbone, device=device, gt=not args.no_gt)
+    targets = [resolve_edit(e, args.source, args.benchmark, args.source_caption, args.target_caption, args.target_spec)
+               for e in args.edits]
+    encoder = load_backbone(cfg.backbone, device)
+    results, cache = [], {}
+    for t in targets:
+        t0 = time.time()
+        r = evaluate_edit(t, cfg, encoder, cache)
+        r["seconds"] = round(time.time() - t0, 2)
+        results.append(r)
+    print(format_table(results))
+    for r in results:
+        gt = r["metrics"].get("gt", {})
+        extra = f"; changed {gt['changed_attributes']}, read {gt['read_edit']}" if "read_edit" in gt else ""
+        print(f"{r['name']}: {r['source_caption']!r} -> {r['target_caption']!r} (ground truth: {r['gt_from'] or 'none'}{extra})")
+    if args.json_out:
+        atomic_write_text(args.json_out, json.dumps({"results": results}, indent=1, default=str))
+        print(f"wrote {args.json_out}")
+    return 0

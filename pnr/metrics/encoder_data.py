@@ -20,7 +20,7 @@ from pnr.data.domain import grammar as G
 from pnr.data.domain.render import render_specs
 from pnr.metrics.attributes import attribute_scores
 from pnr.metrics.clip_metrics import embed_images
-from pnr.metrics.domain_text import READ_ATTRS, applies, caption_true, hard_negative, sample_caption, spec_attrs
+from pnr.metrics.domain_text import READ_ATTRS, applies, hard_negative, sample_caption, spec_attrs
 from pnr.metrics.train_encoder import Batch
 from pnr.render.cameras import from_fov, look_at, orbit_cameras, orbit_positions
 
@@ -67,29 +67,45 @@ def augment(rgba: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (x + noise * torch.randn(x.shape, device=x.device)).clamp(0, 1)
 
 
+_CODES = {a: {v: i for i, v in enumerate(sorted(set(G.ATTRIBUTES[a]) | {""}))} for a in READ_ATTRS}
+
+
+def attr_codes(attrs: list[dict[str, str]]) -> torch.Tensor:
+    """Attribute dicts -> int codes [N, n_attrs]; -1 where a dict does not assert the attribute."""
+    return torch.tensor([[_CODES[a][d[a]] if a in d else -1 for a in READ_ATTRS] for d in attrs])
+
+
+def positives(truth: list[dict[str, str]], asserted: list[dict[str, str]]) -> torch.Tensor:
+    """[len(truth), len(asserted)] bool: caption j's assertions all hold for object i (vectorised)."""
+    t, a = attr_codes(truth)[:, None], attr_codes(asserted)[None]
+    return ((a == -1) | (a == t)).all(-1)
+
+
 def domain_sampler(res: int = 64, device="cpu", p_partial: float = 0.3, p_supersample: float = 0.5,
-                   seed: int = 0) -> Callable[[int, torch.Generator], Batch]:
-    """Batch of n random objects (one view each), their true captions and one hard negative each."""
+                   seed: int = 0, views_per_spec: int = 4) -> Callable[[int, torch.Generator], Batch]:
+    """Batch of n images: n / views_per_spec random objects seen from independent random cameras, one
+    sampled true caption per image and one hard negative each. Several views per object amortise the
+    (Python) primitive packing of the renderer, which bounds throughput on a GPU."""
     rng = random.Random(seed)
+    v = views_per_spec
 
     def sample(n: int, gen: torch.Generator) -> Batch:
-        specs = [G.sample_spec(rng) for _ in range(n)]
-        cams = random_cameras(n, res, gen, device)
+        specs = [G.sample_spec(rng) for _ in range(max(1, n // v))]
+        per_img = [s for s in specs for _ in range(v)]
+        cams = random_cameras(len(per_img), res, gen, device)
         ss = 2 if rng.random() < p_supersample else 1
-        rgba, _ = render_specs(specs, cams, 1, supersample=ss)
+        rgba, _ = render_specs(specs, cams, v, supersample=ss)
         imgs = augment(rgba, gen)
         caps, asserts = [], []
-        for s in specs:
+        for s in per_img:
             c, a = sample_caption(s, rng, p_partial)
             caps.append(c)
             asserts.append(a)
-        for s, a in zip(specs, list(asserts)):
+        for s, a in zip(per_img, list(asserts)):
             c, b = hard_negative(s, a, rng)
             caps.append(c)
             asserts.append(b)
-        truth = [spec_attrs(s) for s in specs]
-        pos = torch.tensor([[caption_true(a, t) for a in asserts] for t in truth])
-        return Batch(imgs, caps, pos)
+        return Batch(imgs, caps, positives([spec_attrs(s) for s in per_img], asserts))
 
     return sample
 

@@ -44,13 +44,14 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.inf if mse == 0 else -10.0 * math.log10(mse)
 
 
-def foreground_fraction(frames: torch.Tensor, background: float = 1.0, tol: float = 0.04) -> torch.Tensor:
-    """Fraction of pixels per frame that differ from a uniform background colour -> [V]."""
+def foreground_fraction(frames: torch.Tensor, background: float | torch.Tensor = 1.0, tol: float = 0.04) -> torch.Tensor:
+    """Fraction of pixels per frame that differ from a uniform background (gray level or RGB [3]) -> [V]."""
     f = as_float_chw(frames).float()
-    return ((f - background).abs().amax(1) > tol).float().mean((1, 2))
+    bg = background.float().view(1, 3, 1, 1) if torch.is_tensor(background) else background
+    return ((f - bg).abs().amax(1) > tol).float().mean((1, 2))
 
 
-def render_sanity(frames: torch.Tensor, reference: torch.Tensor | None = None, background: float = 1.0) -> dict:
+def render_sanity(frames: torch.Tensor, reference: torch.Tensor | None = None, background: float | torch.Tensor = 1.0) -> dict:
     """Success checks on an edit's turntable: finite, not empty, not exploded.
 
     empty: the object covers < 0.5% of the pixels on average (or < 10% of the reference's coverage).
@@ -58,7 +59,7 @@ def render_sanity(frames: torch.Tensor, reference: torch.Tensor | None = None, b
     """
     f = as_float_chw(frames).float()
     finite = bool(torch.isfinite(f).all())
-    cov = foreground_fraction(torch.nan_to_num(f, nan=background), background).mean().item()
+    cov = foreground_fraction(torch.nan_to_num(f, nan=0.5), background).mean().item()
     ref = foreground_fraction(reference, background).mean().item() if reference is not None else None
     empty = cov < 0.005 or (ref is not None and cov < 0.1 * ref)
     exploded = cov > 0.9 or (ref is not None and ref < 0.3 and cov > 3.0 * ref)

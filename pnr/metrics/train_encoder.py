@@ -188,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-specs", type=int, default=400)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--views-per-spec", type=int, default=4, help="views rendered per sampled object")
+    p.add_argument("--init", default=None, help="continue from an encoder directory (weights + config.json)")
+    p.add_argument("--warmup", type=int, default=200)
     args = p.parse_args(argv)
 
     out = Path(args.out)
@@ -202,8 +205,15 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     tcfg = TrainConfig(batch=args.batch, lr=args.lr, max_steps=args.steps, max_seconds=args.seconds, seed=args.seed,
-                       warmup_steps=min(200, max(1, args.steps // 10)), log_every=100 if dev.type == "cuda" else 5)
-    sampler = D.prefetch(D.domain_sampler(args.res, dev, seed=args.seed))
+                       warmup_steps=min(args.warmup, max(1, args.steps // 10)), log_every=100 if dev.type == "cuda" else 5)
+    init = None
+    if args.init:
+        from pnr.metrics.encoder import load_encoder
+
+        init = load_encoder(args.init).float().requires_grad_(True)
+        cfg = init.cfg
+        prev = getattr(init, "meta", {}).get("training", {})
+    sampler = D.prefetch(D.domain_sampler(args.res, dev, seed=args.seed, views_per_spec=args.views_per_spec))
     print(f"encoder params: image {n_params(DomainEncoder(cfg).image) / 1e6:.2f}M, text {n_params(DomainEncoder(cfg).text) / 1e6:.2f}M", flush=True)
     last_save = [time.perf_counter()]
 
@@ -214,14 +224,16 @@ def main(argv: list[str] | None = None) -> int:
             last_save[0] = time.perf_counter()
 
     try:
-        model, log = train_encoder(cfg, tcfg, sampler, dev, progress=dev.type != "cuda", callback=checkpoint)
+        model, log = train_encoder(cfg, tcfg, sampler, dev, model=init, progress=dev.type != "cuda", callback=checkpoint)
     finally:
         sampler.close()
     for r in log[-5:]:
         print(r, flush=True)
     meta = {"training": {"steps": log[-1]["step"], "seconds": round(log[-1]["seconds"], 1), "batch": args.batch,
                          "lr": args.lr, "seed": args.seed, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-                         "torch": torch.__version__}}
+                         "torch": torch.__version__, "views_per_spec": args.views_per_spec}}
+    if args.init:
+        meta["training"]["continued_from"] = prev
     save_encoder(model, out, meta)
     atomic_write_text(out / "train_log.json", json.dumps(log))
     # held-out attribute reading on exact renders (unseen seed stream), fp16 weights as shipped
