@@ -369,11 +369,13 @@ class MVDreamPrior(StableDiffusionPrior):
 
 
 def load_mvdream(ckpt: str | Path, sd21: str = "stabilityai/stable-diffusion-2-1-base", device="cpu",
-                 dtype: torch.dtype | None = None, offline: bool | None = None) -> MVDreamPrior:
-    """MVDream from the official checkpoint file + SD-2.1-base (hub id or diffusers folder) for VAE/text."""
+                 dtype: torch.dtype | None = None, offline: bool | None = None,
+                 cfg: MVDreamConfig | None = None, image_size: int = 256) -> MVDreamPrior:
+    """MVDream from the official checkpoint file + SD-2.1-base (hub id or diffusers folder) for VAE/text.
+    The UNet is loaded first, so a missing/corrupt checkpoint is reported before anything is fetched."""
     dtype = dtype or (torch.float16 if str(device).startswith("cuda") else torch.float32)
-    unet = load_unet(ckpt, device=device, dtype=dtype)
-    base = load_sd(sd21, device=device, dtype=dtype, cfg=SDConfig(image_size=256), offline=offline)
+    unet = load_unet(ckpt, cfg, device=device, dtype=dtype)
+    base = load_sd(sd21, device=device, dtype=dtype, cfg=SDConfig(image_size=image_size), offline=offline)
     return from_parts(unet, base)
 
 
