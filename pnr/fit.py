@@ -140,9 +140,10 @@ def fit(dataset: TransformsDataset, field_cfg: FieldConfig, fit_cfg: FitConfig, 
             if st:
                 extra[f"adam.{i}.step"] = torch.as_tensor(st["step"]).reshape(1).float().cpu() if not torch.is_tensor(st["step"]) else st["step"].cpu()
                 extra[f"adam.{i}.exp_avg"], extra[f"adam.{i}.exp_avg_sq"] = st["exp_avg"], st["exp_avg_sq"]
-        save_checkpoint(ckpt_dir, field, occ, {"step": step, "fit_config": asdict(c)}, extra)
+        save_checkpoint(ckpt_dir, field, occ, {"step": step, "train_time_s": t_train, "fit_config": asdict(c)}, extra)
 
-    t_train, samples_total, rays_total, loss_val = 0.0, 0.0, 0, float("nan")
+    t_train = float(meta.get("train_time_s", 0.0)) if resume else 0.0  # time limits count across resumes
+    t_session, samples_total, rays_total, loss_val = 0.0, 0.0, 0, float("nan")
     step = start
     end = c.steps if c.stop_after is None else min(c.steps, c.stop_after)
     bar = tqdm(range(start, end), disable=not progress, desc="fit", dynamic_ncols=True, initial=start, total=end)
@@ -169,7 +170,9 @@ def fit(dataset: TransformsDataset, field_cfg: FieldConfig, fit_cfg: FitConfig, 
         occ.update(field, step, generator=gen)
         if dev.type == "cuda":
             torch.cuda.synchronize()
-        t_train += time.perf_counter() - t0
+        dt = time.perf_counter() - t0
+        t_train += dt
+        t_session += dt
         samples_total += float(out["samples_per_ray"]) * c.rays_per_batch
         rays_total += c.rays_per_batch
         loss_val = float(loss.detach())
@@ -186,8 +189,9 @@ def fit(dataset: TransformsDataset, field_cfg: FieldConfig, fit_cfg: FitConfig, 
     checkpoint(final_step)
 
     metrics = {"step": final_step, "train_time_s": t_train, "train_loss": loss_val,
-               "rays_per_s": rays_total / t_train if t_train else None,
-               "samples_per_s": samples_total / t_train if t_train else None,
+               "rays_per_s": rays_total / t_session if t_session else None,
+               "samples_per_s": samples_total / t_session if t_session else None,
+               "samples_per_ray": samples_total / rays_total if rays_total else None,
                "occupied_fraction": occ.occupied_fraction(), "field_config": field.cfg.to_dict(),
                "fit_config": asdict(c)}
     if held is not None:

@@ -19,6 +19,8 @@ def add_parser(sub):
     p.add_argument("--samples", type=int, default=128, help="samples per ray")
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--occupancy-res", type=int, default=None,
+                   help="occupancy grid cells per axis (default 64 on CUDA, 32 on CPU where its updates cost more)")
     p.add_argument("--field", choices=PRESETS, default="default", help="field size preset")
     p.add_argument("--background", choices=("learned", "fixed"), default="learned")
     p.add_argument("--seed", type=int, default=0)
@@ -57,8 +59,11 @@ def run(args):
     _check_writable(out)  # fail before the (slow) dataset load
     data = load_transforms_dataset(args.dataset)
     fcfg = replace(field_preset(args.field), background=args.background)
+    device = resolve_device(args.device)
+    occ_res = args.occupancy_res or (64 if device.startswith("cuda") else 32)
     cfg = FitConfig(steps=args.steps, rays_per_batch=args.rays, num_samples=args.samples, lr=args.lr,
-                    checkpoint_every=args.checkpoint_every, seed=args.seed, device=resolve_device(args.device))
+                    checkpoint_every=args.checkpoint_every, seed=args.seed, device=device,
+                    occupancy_resolution=occ_res)
     _, _, m = fit(data, fcfg, cfg, out, resume=args.resume, progress=not args.quiet)
     msg = f"fit: {m['step']} steps, {m['train_time_s']:.1f} s; checkpoint {out / 'checkpoint'}"
     if "heldout_psnr" in m:

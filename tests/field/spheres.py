@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import torch
 
 from pnr.data.transforms import write_transforms_dataset
+from pnr.field.config import FieldConfig
 from pnr.render.cameras import from_fov, generate_rays, look_at, orbit_positions
 
 SPHERES = [  # centre, radius, colour
@@ -47,3 +51,26 @@ def make_spheres_dataset(out_dir, n: int = 40, res: int = 64, test_every: int = 
 
     cams = sphere_cameras(n, res, seed)
     return write_transforms_dataset(out_dir, render_spheres(cams), cams.c2w, math.radians(40.0), test_every=test_every)
+
+
+# small enough for a 2-core CPU: 64x64 views need no more than 128 cells across the box
+TEST_FIELD = FieldConfig(levels=6, log2_table_size=14, base_resolution=8, max_resolution=128, hidden_dim=32)
+FIT_STEPS = 600
+FIT_RAYS = 512
+
+
+@functools.lru_cache(maxsize=1)
+def fitted_spheres():
+    """One small fit of the sphere scene shared by the tests of one pytest process:
+    -> (dataset, field, occupancy, metrics, run_dir)."""
+    import tempfile
+
+    from pnr.data.transforms import load_transforms_dataset
+    from pnr.fit import FitConfig, fit
+
+    root = Path(tempfile.mkdtemp(prefix="pnr-spheres-"))
+    ds = load_transforms_dataset(make_spheres_dataset(root / "data"))
+    cfg = FitConfig(steps=FIT_STEPS, rays_per_batch=FIT_RAYS, num_samples=64, checkpoint_every=10**9,
+                    occupancy_resolution=32)
+    field, occ, metrics = fit(ds, TEST_FIELD, cfg, root / "run", progress=False)
+    return ds, field, occ, metrics, root / "run"
