@@ -130,24 +130,24 @@ def _hf_cache_dir() -> str:
         return os.path.expanduser("~/.cache/huggingface/hub")
 
 
-def missing_weights_error(what: str, source: str, detail: str, local_hint: str) -> CheckpointError:
+def missing_weights_error(what: str, source: str, detail: str, local_hint: str, flag: str = "--prior") -> CheckpointError:
     """The one error users see when weights cannot be found: where we looked, and how to fix it."""
     if Path(source).expanduser().exists() or source.startswith((".", "/", "~")):
         where = f"local path {Path(source).expanduser().resolve()}"
     else:
         where = f"hub id '{source}' (Hugging Face cache {_hf_cache_dir()}, then huggingface.co)"
     return CheckpointError(
-        f"could not load {what} from {where}: {detail}. Point at local weights with --prior /path/to/{local_hint}, "
+        f"could not load {what} from {where}: {detail}. Point at local weights with {flag} /path/to/{local_hint}, "
         f"or put them in the Hugging Face cache (set HF_HOME, or run `huggingface-cli download {source}` on a "
         f"machine with internet and copy the cache); set HF_HUB_OFFLINE=1 to skip network look-ups.")
 
 
 def from_pretrained(cls, source: str, subfolder: str | None, what: str, local_hint: str, offline: bool | None,
-                    **kw):
+                    flag: str = "--prior", **kw):
     """`cls.from_pretrained` trying the local cache first; any failure becomes one CheckpointError."""
     is_path = Path(source).expanduser().exists()
     if source.startswith((".", "/", "~")) and not is_path:
-        raise missing_weights_error(what, source, "no such file or directory", local_hint)
+        raise missing_weights_error(what, source, "no such file or directory", local_hint, flag)
     src = str(Path(source).expanduser()) if is_path else source
     kw = dict(kw, **({"subfolder": subfolder} if subfolder else {}))
     tries = [True] if (is_path or offline or os.environ.get("HF_HUB_OFFLINE") == "1") else [True, False]
@@ -160,7 +160,7 @@ def from_pretrained(cls, source: str, subfolder: str | None, what: str, local_hi
         except Exception as e:  # huggingface_hub's HTTP/offline errors are not all OSError
             err = e
     detail = str(err).strip().splitlines()[0] if err and str(err).strip() else type(err).__name__
-    raise missing_weights_error(what, source, detail[:300], local_hint) from err
+    raise missing_weights_error(what, source, detail[:300], local_hint, flag) from err
 
 
 def load_sd(source: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
@@ -175,7 +175,7 @@ def load_sd(source: str, device: str | torch.device = "cpu", dtype: torch.dtype 
     hint = "stable-diffusion (a diffusers folder with model_index.json)"
     get = lambda cls, sub, **kw: from_pretrained(cls, source, sub, f"Stable Diffusion {sub}", hint, offline, **kw)  # noqa: E731
     tokenizer = get(CLIPTokenizer, "tokenizer")
-    text = get(CLIPTextModel, "text_encoder", torch_dtype=dtype)
+    text = get(CLIPTextModel, "text_encoder").to(dtype)  # transformers 4/5 name the dtype argument differently
     vae = get(AutoencoderKL, "vae", torch_dtype=dtype)
     unet = get(UNet2DConditionModel, "unet", torch_dtype=dtype)
     cfg = cfg or SDConfig()
