@@ -22,7 +22,7 @@ from torch import Tensor
 from pnr.data.domain.grammar import ObjectSpec
 from pnr.data.domain.primitives import (CHECKS, CYLINDRICAL, DOTS, HIT_FNS, INF, N_TYPES, STRIPES, Prim,
                                         local_normal)
-from pnr.data.domain.shapes import build_primitives
+from pnr.data.domain.shapes import FIT_RADIUS, build_primitives
 from pnr.render.cameras import Cameras, from_fov, generate_rays, look_at, orbit_positions
 
 
@@ -97,35 +97,29 @@ def _pattern_mask(pattern: Tensor, pmode: Tensor, q: Tensor, uv: Tensor, phase: 
 
 
 def _render_chunk(table: Tensor, offsets: list[int], origins: Tensor, dirs: Tensor, light: Light):
-    """table [B, K, F]; origins [B, V, 3]; dirs [B, V, P, 3] unit -> rgb [B, V, P, 3], alpha, depth [B, V, P]."""
-    B, V, P, _ = dirs.shape
+    """table [B, K, F]; origins, dirs [B, N, 3] (dirs unit; object b's rays) -> rgb [B, N, 3], hit, t [B, N]."""
+    B, N, _ = dirs.shape
     f = _split(table)
     M3, Mt = f["M"][..., :3], f["M"][..., 3]  # [B, K, 3, 3], [B, K, 3]
-    o_l = torch.einsum("bkij,bvj->bvki", M3, origins) + Mt[:, None]  # [B, V, K, 3]
     ts = []
     for t in range(N_TYPES):
         a, b = offsets[t], offsets[t + 1]
         if a == b:
             continue
-        d_l = torch.einsum("bkij,bvpj->bvpki", M3[:, a:b], dirs)  # [B, V, P, k, 3]
-        p0 = f["p"][:, None, None, a:b, 0]
-        p1 = f["p"][:, None, None, a:b, 1]
-        tt = HIT_FNS[t](o_l[:, :, None, a:b], d_l, p0, p1)
-        tt = torch.where(f["kind"][:, None, None, a:b, 0] < 0, INF, tt)
-        ts.append(tt)
-    tall = torch.cat(ts, dim=-1)  # [B, V, P, K]
-    tmin, k = tall.min(-1)
+        o_l = torch.einsum("bkij,bnj->bnki", M3[:, a:b], origins) + Mt[:, None, a:b]  # [B, N, k, 3]
+        d_l = torch.einsum("bkij,bnj->bnki", M3[:, a:b], dirs)
+        tt = HIT_FNS[t](o_l, d_l, f["p"][:, None, a:b, 0], f["p"][:, None, a:b, 1])
+        ts.append(torch.where(f["kind"][:, None, a:b, 0] < 0, INF, tt))
+    tmin, k = torch.cat(ts, dim=-1).min(-1)  # [B, N]
     hit = torch.isfinite(tmin)
     # shade hits only
-    bi, vi, pi = hit.nonzero(as_tuple=True)
-    ki = k[bi, vi, pi]
-    th = tmin[bi, vi, pi]
-    x = origins[bi, vi] + th[:, None] * dirs[bi, vi, pi]  # world hit [N, 3]
-    row = {n: v[bi, ki] for n, v in f.items()}
+    bi, ni = hit.nonzero(as_tuple=True)
+    ki, th, dh = k[bi, ni], tmin[bi, ni], dirs[bi, ni]
+    x = origins[bi, ni] + th[:, None] * dh  # world hit [n, 3]
+    row = {name: v[bi, ki] for name, v in f.items()}
     pl = (row["M"][..., :3] @ x[:, :, None])[..., 0] + row["M"][..., 3]
     nl = local_normal(row["kind"][:, 0].long(), pl, row["p"][:, 0], row["p"][:, 1])
     n = torch.nn.functional.normalize((row["M"][..., :3].transpose(-1, -2) @ nl[:, :, None])[..., 0], dim=-1)
-    dh = dirs[bi, vi, pi]
     n = torch.where(((n * dh).sum(-1) > 0)[:, None], -n, n)
     q = (row["Q"][..., :3] @ x[:, :, None])[..., 0] + row["Q"][..., 3]
     second = _pattern_mask(row["pattern"][:, 0], row["pmode"][:, 0], q, row["uv"], row["phase"][:, 0])
@@ -133,10 +127,17 @@ def _render_chunk(table: Tensor, offsets: list[int], origins: Tensor, dirs: Tens
     kd = torch.nn.functional.normalize(torch.tensor(light.key_dir, device=x.device), dim=0)
     fd = torch.nn.functional.normalize(torch.tensor(light.fill_dir, device=x.device), dim=0)
     shade = light.ambient + light.key * (n @ kd).clamp_min(0) + light.fill * (n @ fd).clamp_min(0)
-    rgb = torch.zeros(B, V, P, 3, device=dirs.device)
-    rgb[bi, vi, pi] = (albedo * shade[:, None]).clamp(0, 1)
+    rgb = torch.zeros(B, N, 3, device=dirs.device)
+    rgb[bi, ni] = (albedo * shade[:, None]).clamp(0, 1)
     depth = torch.where(hit, tmin, torch.zeros_like(tmin))
     return rgb, hit.float(), depth
+
+
+def _in_ball(o: Tensor, d: Tensor, radius: float) -> Tensor:
+    """Rays (unit d) that enter the ball of `radius` around the origin ahead of them."""
+    b = (o * d).sum(-1)
+    c = (o * o).sum(-1) - radius * radius
+    return (b * b - c >= 0) & ((b < 0) | (c < 0))
 
 
 @torch.no_grad()
@@ -144,36 +145,47 @@ def render_specs(specs: list[ObjectSpec], cams: Cameras, views_per_spec: int = 1
                  supersample: int = 1, chunk_pairs: int | None = None) -> tuple[Tensor, Tensor]:
     """Render object i with cameras [i*V, (i+1)*V). Returns rgba [B*V, H, W, 4] in [0, 1] (straight alpha,
     rgb 0 on background) and depth [B*V, H, W] (distance along the unit ray; 0 on background), on cams' device.
-    `supersample` s renders s*s rays per pixel (antialiased edges; depth from the centre-most sample grid
-    averaged over hits). `chunk_pairs` bounds ray-primitive pairs held at once (memory)."""
-    V = views_per_spec
-    if len(cams) != len(specs) * V:
-        raise ValueError(f"{len(specs)} specs x {V} views need {len(specs) * V} cameras, got {len(cams)}")
+    `supersample` s renders s*s rays per pixel and box-filters them (antialiased edges; depth averaged over
+    the hits). Rays missing the ball that holds every object (shapes.FIT_RADIUS) are skipped; the others
+    are packed per object. `chunk_pairs` bounds the ray-primitive pairs held at once (memory)."""
+    V, S = views_per_spec, len(specs)
+    if len(cams) != S * V:
+        raise ValueError(f"{S} specs x {V} views need {S * V} cameras, got {len(cams)}")
     dev = cams.device
     H, W = cams.height, cams.width
     ss = int(supersample)
     rc = cams.resized(W * ss, H * ss) if ss > 1 else cams
-    origins_all, dirs_all = generate_rays(rc)  # [B*V, h, w, 3]
     h, w = rc.height, rc.width
-    dirs_all = dirs_all.reshape(len(specs), V, h * w, 3)
-    origins_v = rc.c2w[:, :3, 3].reshape(len(specs), V, 3)
+    o_all, d_all = generate_rays(rc)  # [S*V, h, w, 3]
+    o_all = o_all.reshape(S, V * h * w, 3)
+    d_all = d_all.reshape(S, V * h * w, 3)
+    live = _in_ball(o_all, d_all, FIT_RADIUS + 1e-3)  # [S, R]
+    counts = live.sum(1).tolist()
     chunk_pairs = chunk_pairs or (1 << 25 if dev.type == "cuda" else 1 << 21)
-    rgb_out = torch.empty(len(specs), V, h * w, 3, device=dev)
-    a_out = torch.empty(len(specs), V, h * w, device=dev)
-    d_out = torch.empty(len(specs), V, h * w, device=dev)
+    rgb_out = torch.zeros(S, V * h * w, 3, device=dev)
+    a_out = torch.zeros(S, V * h * w, device=dev)
+    d_out = torch.zeros(S, V * h * w, device=dev)
     i = 0
-    while i < len(specs):
-        # grow the spec chunk while it fits; split pixels when one spec alone is too large
-        table, offs = pack(specs[i:i + 1], dev)
-        per_spec = V * h * w * table.shape[1]
-        nb = max(1, min(len(specs) - i, chunk_pairs // max(per_spec, 1)))
+    while i < S:
+        K = _spec_table(specs[i])[0].shape[0]
+        nb, nmax = 1, counts[i]
+        while i + nb < S and (nb + 1) * max(nmax, counts[i + nb]) * K <= chunk_pairs:  # K: a guess, fine for memory
+            nmax = max(nmax, counts[i + nb])
+            nb += 1
         table, offs = pack(specs[i:i + nb], dev)
-        npix = h * w if nb > 1 else max(1, min(h * w, chunk_pairs // max(V * table.shape[1], 1)))
-        for p in range(0, h * w, npix):
-            rgb, a, d = _render_chunk(table, offs, origins_v[i:i + nb], dirs_all[i:i + nb, :, p:p + npix], light)
-            rgb_out[i:i + nb, :, p:p + npix], a_out[i:i + nb, :, p:p + npix], d_out[i:i + nb, :, p:p + npix] = rgb, a, d
+        # live rays first (stable), padded to the chunk's largest count
+        order = torch.argsort((~live[i:i + nb]).to(torch.uint8), dim=1, stable=True)[:, :nmax]  # [nb, nmax]
+        step = max(1, chunk_pairs // max(nb * table.shape[1], 1))
+        for p in range(0, nmax, step):
+            idx = order[:, p:p + step]
+            valid = torch.arange(p, p + idx.shape[1], device=dev)[None] < torch.tensor(counts[i:i + nb], device=dev)[:, None]
+            g = lambda x: torch.gather(x[i:i + nb], 1, idx[..., None].expand(-1, -1, 3))  # noqa: E731
+            rgb, a, d = _render_chunk(table, offs, g(o_all), g(d_all), light)
+            bi, ni = valid.nonzero(as_tuple=True)
+            ri = idx[bi, ni]
+            rgb_out[i + bi, ri], a_out[i + bi, ri], d_out[i + bi, ri] = rgb[bi, ni], a[bi, ni], d[bi, ni]
         i += nb
-    n = len(specs) * V
+    n = S * V
     rgb_out = rgb_out.reshape(n, h, w, 3)
     a_out = a_out.reshape(n, h, w)
     d_out = d_out.reshape(n, h, w)
@@ -193,8 +205,8 @@ def cast_rays(spec: ObjectSpec, origins: Tensor, dirs: Tensor, light: Light = Li
     """Arbitrary rays against one object: origins, dirs [N, 3] (dirs unit) -> rgb [N, 3], hit [N] (0/1),
     t [N] (distance to the first surface, 0 on a miss)."""
     table, offs = pack([spec], origins.device)
-    rgb, a, d = _render_chunk(table, offs, origins[None, :, :], dirs[None, :, None, :], light)
-    return rgb[0, :, 0], a[0, :, 0], d[0, :, 0]
+    rgb, a, d = _render_chunk(table, offs, origins[None], dirs[None], light)
+    return rgb[0], a[0], d[0]
 
 
 def dataset_cameras(views: int, res: int, seed: int = 0, radius: float = DEFAULT_RADIUS, fov_deg: float = DEFAULT_FOV,
