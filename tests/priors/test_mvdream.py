@@ -116,24 +116,25 @@ def test_camera_condition_convention():
     assert torch.allclose(m[:, 3], torch.tensor([0.0, 0, 0, 1]))
 
 
-def test_prior_sds_step_reaches_the_render(tmp_path):
-    from pnr.priors.base import predict_eps_cfg
+def test_prior_sds_step_reaches_the_field(tmp_path):
+    """pnr.guidance.sds through MVDreamPrior: 4 views of one orbit rendered from a hash-grid field."""
+    from pnr.field.config import FieldConfig
+    from pnr.field.field import Field
+    from pnr.guidance.sds import sds
     from pnr.priors.sd import SDConfig, random_sd, tiny_tokenizer
+    from pnr.render.volume import render
 
     base = random_sd("tiny", tiny_tokenizer(tmp_path / "tok"), cfg=SDConfig(image_size=16))
     prior = mv.from_parts(tiny_unet(3), base)
     assert prior.num_views == 4
     gen = torch.Generator().manual_seed(0)
-    img = torch.nn.Parameter(torch.rand(1, 4, 3, 32, 32, generator=gen))  # 4 renders at 32 -> resized to 16
-    c2w = random_orbit_views(1, 4, generator=gen).c2w.view(1, 4, 4, 4)
-    x = prior.encode_images(img)
+    field = Field(FieldConfig.tiny(), seed=0)
+    cams = random_orbit_views(1, 4, generator=gen, res=12)  # renders at 12 -> resized to 16 for the VAE
+    rgb = render(field, cams, num_samples=16)["rgb"].permute(0, 3, 1, 2).unsqueeze(0)  # [1, 4, 3, 12, 12]
+    x = prior.encode_images(rgb)
     assert x.shape == (1, 4, 4, 8, 8)
-    noise = torch.randn(x.shape, generator=gen)
-    t = torch.tensor([0.5])
-    a, s = prior.schedule.alpha_sigma(t)
-    with torch.no_grad():
-        eps = predict_eps_cfg(prior, a * x + s * noise, t, prior.encode_text(["a red chair"]), prior.null_text(1),
-                              c2w, 50.0)
-    grad = s**2 * (eps - noise)
-    (0.5 * ((x - (x - grad).detach()) ** 2).sum()).backward()
-    assert img.grad is not None and torch.isfinite(img.grad).all() and img.grad.abs().sum() > 0
+    out = sds(prior, x, prior.encode_text(["a red chair"]), prior.null_text(1), cams.c2w.view(1, 4, 4, 4),
+              torch.tensor([0.5]), 50.0, weighting="eps", generator=gen)
+    out["loss"].backward()
+    g = sum(p.grad.abs().sum() for p in field.parameters() if p.grad is not None)
+    assert torch.isfinite(out["grad"]).all() and g > 0

@@ -8,7 +8,6 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
 from pnr.errors import CheckpointError  # noqa: E402
-from pnr.priors.base import predict_eps_cfg, x0_from_eps  # noqa: E402
 from pnr.priors.sd import SDConfig, load_sd, random_sd, tiny_tokenizer  # noqa: E402
 
 
@@ -18,41 +17,24 @@ def prior(tmp_path_factory):
     return random_sd("tiny", tok, seed=0)
 
 
-def sds_loss(den, rgb, cond, uncond, c2w, t, gen, scale=100.0):
-    """SDS surrogate 0.5 ||x - sg(x - w(t)(eps_hat - eps))||^2 through the Denoiser interface."""
-    x = den.encode_images(rgb)
-    noise = torch.randn(x.shape, generator=gen)
-    a, s = den.schedule.alpha_sigma(t)
-    with torch.no_grad():
-        eps = predict_eps_cfg(den, a.view(-1, 1, 1, 1, 1) * x + s.view(-1, 1, 1, 1, 1) * noise, t, cond, uncond,
-                              c2w, scale)
-    grad = (s**2).view(-1, 1, 1, 1, 1) * (eps - noise)
-    return 0.5 * ((x - (x - grad).detach()) ** 2).sum()
+def field_and_render(seed=0):
+    """A tiny hash-grid field and a differentiable render of one camera group: [1, V, 3, H, W]."""
+    from pnr.field.config import FieldConfig
+    from pnr.field.field import Field
+    from pnr.render.cameras import random_orbit_views
+    from pnr.render.volume import render
+
+    field = Field(FieldConfig.tiny(), seed=seed)
+    cams = random_orbit_views(1, 1, generator=torch.Generator().manual_seed(seed), res=16)
+
+    def draw(f=field):
+        return render(f, cams, num_samples=16)["rgb"].permute(0, 3, 1, 2).unsqueeze(0)
+
+    return field, cams.c2w.view(1, 1, 4, 4), draw
 
 
-def pds_loss(den, rgb, rgb_src, cond_tgt, cond_src, c2w, t, gen):
-    """Posterior Distillation (Koo et al. 2024): match stochastic latents z = (x_{t-1} - mu(x_t)) / sigma_t of the
-    edited and source latents under shared noise; gradient = z_tgt - z_src."""
-    x, x_src = den.encode_images(rgb), den.encode_images(rgb_src).detach()
-    sch = den.schedule
-    i = sch.index(t)
-    acp, acp_prev = sch.alphas_cumprod[i], sch.alphas_cumprod[(i - 1).clamp(min=0)]
-    beta = 1 - acp / acp_prev
-    sig = ((1 - acp_prev) / (1 - acp) * beta).sqrt().view(-1, 1, 1, 1, 1)
-    noise, noise_prev = torch.randn(x.shape, generator=gen), torch.randn(x.shape, generator=gen)
-    c0 = (acp_prev.sqrt() * beta / (1 - acp)).view(-1, 1, 1, 1, 1)
-    ct = ((1 - beta).sqrt() * (1 - acp_prev) / (1 - acp)).view(-1, 1, 1, 1, 1)
-
-    def z(x0, cond):
-        x_t = acp.sqrt().view(-1, 1, 1, 1, 1) * x0 + (1 - acp).sqrt().view(-1, 1, 1, 1, 1) * noise
-        x_prev = c0 * x0 + ct * x_t + sig * noise_prev
-        with torch.no_grad():
-            eps = den.predict_eps(x_t, t, cond, c2w)
-            x0_hat = x0_from_eps(den, x_t, t, eps)
-        return (x_prev - (c0 * x0_hat + ct * x_t)) / sig
-
-    grad = (z(x.detach(), cond_tgt) - z(x_src, cond_src)).detach()
-    return 0.5 * ((x - (x - grad).detach()) ** 2).sum(), grad
+def field_grad(field):
+    return sum(p.grad.abs().sum() for p in field.parameters() if p.grad is not None)
 
 
 def test_interface_shapes_and_roundtrip(prior):
@@ -89,47 +71,46 @@ def test_v_prediction_is_converted_to_eps(prior):
     assert torch.allclose(conv, a * raw + s * x, atol=1e-5)
 
 
-def test_sds_and_pds_steps_reach_the_render(prior):
-    gen = torch.Generator().manual_seed(0)
-    img = torch.nn.Parameter(torch.rand(1, 1, 3, 16, 16, generator=gen))
-    c2w = torch.eye(4).expand(1, 1, 4, 4)
-    cond, uncond = prior.encode_text(["a red chair"]), prior.null_text(1)
-    loss = sds_loss(prior, img, cond, uncond, c2w, torch.tensor([0.6]), gen)
-    loss.backward()
-    assert img.grad is not None and torch.isfinite(img.grad).all() and img.grad.abs().sum() > 0
-    before = img.detach().clone()
-    torch.optim.SGD([img], lr=0.1).step()
-    assert not torch.equal(before, img.detach())
+def test_sds_and_pds_steps_reach_the_field(prior):
+    """pnr.guidance's SDS and PDS through the SD adapter: gradients reach the hash-grid field's parameters."""
+    from pnr.guidance.pds import pds, pds_timesteps
+    from pnr.guidance.sds import sds
 
-    img.grad = None
-    src = torch.rand(1, 1, 3, 16, 16, generator=gen)
-    loss, grad = pds_loss(prior, img, src, cond, prior.encode_text(["a chair"]), c2w, torch.tensor([0.5]), gen)
-    loss.backward()
-    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
-    assert img.grad is not None and img.grad.abs().sum() > 0
+    gen = torch.Generator().manual_seed(0)
+    field, c2w, draw = field_and_render()
+    cond, uncond = prior.encode_text(["a red chair"]), prior.null_text(1)
+    out = sds(prior, prior.encode_images(draw()), cond, uncond, c2w, torch.tensor([0.6]), 100.0, weighting="eps",
+              generator=gen)
+    out["loss"].backward()
+    g = field_grad(field)
+    assert torch.isfinite(out["grad"]).all() and torch.isfinite(g) and g > 0
+
+    field.zero_grad()
+    src_field, _, draw_src = field_and_render(seed=1)
+    with torch.no_grad():
+        x_src = prior.encode_images(draw_src(src_field))
+    t, tp = pds_timesteps(prior.schedule.num_steps, 1, generator=gen)
+    out = pds(prior, prior.encode_images(draw()), x_src, cond, prior.encode_text(["a chair"]), uncond, c2w, 7.5,
+              t, tp, generator=gen)
+    out["loss"].backward()
+    assert torch.isfinite(out["grad"]).all() and out["grad"].abs().sum() > 0
+    assert field_grad(field) > 0
 
 
 def test_dataset_update_step(prior):
-    """SDEdit a view (noise to t, DDIM-denoise with the edit prompt), then fit the render to it."""
+    """SDEdit a view with the edit prompt (pnr.guidance.sdedit), decode, then fit the field's render to it."""
+    from pnr.guidance.sdedit import sdedit
+
     gen = torch.Generator().manual_seed(1)
-    img = torch.nn.Parameter(torch.rand(1, 1, 3, 16, 16, generator=gen))
-    c2w = torch.eye(4).expand(1, 1, 4, 4)
+    field, c2w, draw = field_and_render(2)
     with torch.no_grad():
-        x0 = prior.encode_images(img)
-        ts = torch.linspace(0.5, 0.0, 4)
-        a, s = prior.schedule.alpha_sigma(ts[:1])
-        x = a * x0 + s * torch.randn(x0.shape, generator=gen)
-        cond, uncond = prior.encode_text(["a red chair"]), prior.null_text(1)
-        for t, t_next in zip(ts[:-1], ts[1:]):
-            eps = predict_eps_cfg(prior, x, t.view(1), cond, uncond, c2w, 7.5)
-            x0_hat = x0_from_eps(prior, x, t.view(1), eps)
-            a_n, s_n = prior.schedule.alpha_sigma(t_next.view(1))
-            x = a_n * x0_hat + s_n * eps
-        target = prior.decode(x)
+        x0 = prior.encode_images(draw())
+        edited = sdedit(prior, x0, 0.5, prior.encode_text(["a red chair"]), prior.null_text(1), c2w, 7.5, steps=3,
+                        generator=gen)
+        target = prior.decode(edited)
     assert target.shape == (1, 1, 3, 16, 16) and target.min() >= 0 and target.max() <= 1
-    loss = (img - target).abs().mean()
-    loss.backward()
-    assert img.grad.abs().sum() > 0
+    (draw() - target).abs().mean().backward()
+    assert field_grad(field) > 0
 
 
 def test_missing_weights_is_one_clear_error(tmp_path):
