@@ -22,7 +22,7 @@ from torch import Tensor
 from pnr.data.domain.grammar import ObjectSpec
 from pnr.data.domain.primitives import (CHECKS, CYLINDRICAL, DOTS, HIT_FNS, INF, N_TYPES, STRIPES, Prim,
                                         local_normal)
-from pnr.data.domain.shapes import FIT_RADIUS, build_primitives
+from pnr.data.domain.shapes import FIT_RADIUS, bounding_sphere, build_primitives
 from pnr.render.cameras import Cameras, from_fov, generate_rays, look_at, orbit_positions
 
 
@@ -39,12 +39,12 @@ class Light:
 
 DEFAULT_FOV = 40.0  # degrees; cameras at radius ~3 see [-1, 1]^3 objects whole
 DEFAULT_RADIUS = 3.0
-_FIELDS = 12 + 2 + 3 + 3 + 1 + 1 + 12 + 2 + 1 + 1  # M, p0 p1, color, color2, pattern, pmode, Q, uv, phase, kind
+_FIELDS = 12 + 2 + 3 + 3 + 1 + 1 + 12 + 2 + 1 + 4 + 1  # M, p0 p1, color, color2, pattern, pmode, Q, uv, phase, bsph, kind
 
 
 def _prim_row(p: Prim) -> list[float]:
     return [*p.M.reshape(-1).tolist(), p.p0, p.p1, *p.color, *p.color2, float(p.pattern), float(p.pmode),
-            *p.Q.reshape(-1).tolist(), *p.uv_scale, p.phase, float(p.kind)]
+            *p.Q.reshape(-1).tolist(), *p.uv_scale, p.phase, *bounding_sphere(p), float(p.kind)]
 
 
 @lru_cache(maxsize=65536)
@@ -76,7 +76,7 @@ def _split(table: Tensor) -> dict[str, Tensor]:
     i = 0
     out = {}
     for name, n in (("M", 12), ("p", 2), ("color", 3), ("color2", 3), ("pattern", 1), ("pmode", 1), ("Q", 12),
-                    ("uv", 2), ("phase", 1), ("kind", 1)):
+                    ("uv", 2), ("phase", 1), ("bsph", 4), ("kind", 1)):
         out[name] = table[..., i:i + n]
         i += n
     out["M"] = out["M"].reshape(*table.shape[:-1], 3, 4)
@@ -96,21 +96,44 @@ def _pattern_mask(pattern: Tensor, pmode: Tensor, q: Tensor, uv: Tensor, phase: 
     return ((pattern == STRIPES) & stripes) | ((pattern == CHECKS) & checks) | ((pattern == DOTS) & dots)
 
 
-def _render_chunk(table: Tensor, offsets: list[int], origins: Tensor, dirs: Tensor, light: Light):
-    """table [B, K, F]; origins, dirs [B, N, 3] (dirs unit; object b's rays) -> rgb [B, N, 3], hit, t [B, N]."""
+def _first_hits(f: dict, offsets: list[int], origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
+    """Nearest hit t [B, N] (inf on a miss) and the primitive index k [B, N]. Only (ray, primitive) pairs whose
+    ray enters the primitive's bounding sphere are intersected exactly (most pairs are culled)."""
     B, N, _ = dirs.shape
-    f = _split(table)
-    M3, Mt = f["M"][..., :3], f["M"][..., 3]  # [B, K, 3, 3], [B, K, 3]
-    ts = []
+    c, r = f["bsph"][..., :3], f["bsph"][..., 3]  # [B, K, 3], [B, K]
+    bq = (dirs * origins).sum(-1)[..., None] - torch.einsum("bnj,bkj->bnk", dirs, c)  # d.(o - c)
+    cq = (origins * origins).sum(-1)[..., None] - 2 * torch.einsum("bnj,bkj->bnk", origins, c) \
+        + ((c * c).sum(-1) - r * r)[:, None]  # |o - c|^2 - r^2
+    cand = (bq * bq >= cq) & ((bq < 0) | (cq < 0)) & (f["kind"][:, None, :, 0] >= 0)  # [B, N, K]
+    ts, rays, prims = [], [], []
     for t in range(N_TYPES):
         a, b = offsets[t], offsets[t + 1]
         if a == b:
             continue
-        o_l = torch.einsum("bkij,bnj->bnki", M3[:, a:b], origins) + Mt[:, None, a:b]  # [B, N, k, 3]
-        d_l = torch.einsum("bkij,bnj->bnki", M3[:, a:b], dirs)
-        tt = HIT_FNS[t](o_l, d_l, f["p"][:, None, a:b, 0], f["p"][:, None, a:b, 1])
-        ts.append(torch.where(f["kind"][:, None, a:b, 0] < 0, INF, tt))
-    tmin, k = torch.cat(ts, dim=-1).min(-1)  # [B, N]
+        bi, ni, ki = cand[:, :, a:b].nonzero(as_tuple=True)
+        ki = ki + a
+        M = f["M"][bi, ki]  # [P, 3, 4]
+        o_l = (M[..., :3] * origins[bi, ni][:, None]).sum(-1) + M[..., 3]
+        d_l = (M[..., :3] * dirs[bi, ni][:, None]).sum(-1)
+        pp = f["p"][bi, ki]
+        ts.append(HIT_FNS[t](o_l, d_l, pp[:, 0], pp[:, 1]))
+        rays.append(bi * N + ni)
+        prims.append(ki)
+    tmin = torch.full((B * N,), INF, device=dirs.device)
+    k = torch.zeros(B * N, dtype=torch.long, device=dirs.device)
+    if ts:
+        tp, rp, kp = torch.cat(ts), torch.cat(rays), torch.cat(prims)
+        tmin.scatter_reduce_(0, rp, tp, reduce="amin")
+        win = torch.isfinite(tp) & (tp == tmin[rp])
+        k[rp[win]] = kp[win]
+    return tmin.reshape(B, N), k.reshape(B, N)
+
+
+def _render_chunk(table: Tensor, offsets: list[int], origins: Tensor, dirs: Tensor, light: Light):
+    """table [B, K, F]; origins, dirs [B, N, 3] (dirs unit; object b's rays) -> rgb [B, N, 3], hit, t [B, N]."""
+    B, N, _ = dirs.shape
+    f = _split(table)
+    tmin, k = _first_hits(f, offsets, origins, dirs)
     hit = torch.isfinite(tmin)
     # shade hits only
     bi, ni = hit.nonzero(as_tuple=True)

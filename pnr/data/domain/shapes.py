@@ -296,6 +296,13 @@ def _surface_samples(p: Prim, n: int = 24) -> np.ndarray:
     return loc @ Minv[:3, :3].T + Minv[:3, 3]
 
 
+def bounding_sphere(p: Prim) -> tuple[float, float, float, float]:
+    """A sphere (centre, radius) holding the primitive, with a 3% + 1e-3 margin for the sampled surface."""
+    pts = _surface_samples(p)
+    c = (pts.min(0) + pts.max(0)) / 2
+    return (*c.tolist(), float(np.linalg.norm(pts - c, axis=1).max()) * 1.03 + 1e-3)
+
+
 def extent(prims) -> tuple[np.ndarray, np.ndarray]:
     """Axis-aligned bounds (lo [3], hi [3]) of placed primitives."""
     pts = np.concatenate([_surface_samples(p) for p in prims])
