@@ -82,15 +82,23 @@ def positives(truth: list[dict[str, str]], asserted: list[dict[str, str]]) -> to
 
 
 def domain_sampler(res: int = 64, device="cpu", p_partial: float = 0.3, p_supersample: float = 0.5,
-                   seed: int = 0, views_per_spec: int = 4) -> Callable[[int, torch.Generator], Batch]:
+                   seed: int = 0, views_per_spec: int = 4, p_figure: float = 0.3) -> Callable[[int, torch.Generator], Batch]:
     """Batch of n images: n / views_per_spec random objects seen from independent random cameras, one
     sampled true caption per image and one hard negative each. Several views per object amortise the
-    (Python) primitive packing of the renderer, which bounds throughput on a GPU."""
+    (Python) primitive packing of the renderer, which bounds throughput on a GPU. A share `p_figure` of the
+    objects is drawn among figures only: pose and the figure's accessories are the finest distinctions."""
     rng = random.Random(seed)
     v = views_per_spec
 
+    def one() -> G.ObjectSpec:
+        want_figure = rng.random() < p_figure
+        while True:
+            s = G.sample_spec(rng)
+            if not want_figure or s.category == "figure":
+                return s
+
     def sample(n: int, gen: torch.Generator) -> Batch:
-        specs = [G.sample_spec(rng) for _ in range(max(1, n // v))]
+        specs = [one() for _ in range(max(1, n // v))]
         per_img = [s for s in specs for _ in range(v)]
         cams = random_cameras(len(per_img), res, gen, device)
         ss = 2 if rng.random() < p_supersample else 1
