@@ -56,7 +56,10 @@ def main():
     ap.add_argument("--n128", type=int, default=128)
     ap.add_argument("--batch-views", type=int, default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     bv = args.batch_views or (4096 if dev.type == "cuda" else 256)
     rows = []
