@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pnr.priors.sd import _require_hub, from_pretrained
+from pnr.priors.sd import _require_hub, checked_tokenizer, from_pretrained
 
 CLIP_MODELS = {  # the paper's three backbones (Sec. 5, Table 1) -> hub ids of OpenAI's releases
     "ViT-B/32": "openai/clip-vit-base-patch32",
@@ -85,7 +85,7 @@ def _as_tensor(out: Any) -> Tensor:
 
 
 def load_clip(name_or_path: str = "ViT-B/32", device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-              offline: bool | None = None) -> ClipEncoder:
+              offline: bool | None = None, min_vocab: int = 10) -> ClipEncoder:
     """CLIP by the paper's name ("ViT-B/32", "ViT-B/16", "ViT-L/14"), a hub id, or a local transformers folder."""
     _require_hub()
     from transformers import CLIPModel, CLIPTokenizer
@@ -93,9 +93,11 @@ def load_clip(name_or_path: str = "ViT-B/32", device: str | torch.device = "cpu"
     src = CLIP_MODELS.get(name_or_path, name_or_path)
     dtype = dtype or (torch.float16 if str(device).startswith("cuda") else torch.float32)
     hint = "clip (a transformers folder with config.json, model weights, vocab.json, merges.txt)"
-    flag = "load_clip(PATH) / the metrics' --clip option,"
+    flag = "load_clip(PATH), PATH ="
     model = from_pretrained(CLIPModel, src, None, f"CLIP {name_or_path}", hint, offline, flag).to(dtype)
-    tok = from_pretrained(CLIPTokenizer, src, None, f"CLIP tokenizer {name_or_path}", hint, offline, flag)
+    tok = checked_tokenizer(from_pretrained(CLIPTokenizer, src, None, f"CLIP tokenizer {name_or_path}", hint, offline,
+                                            flag), src, f"the CLIP tokenizer {name_or_path}", hint, offline, flag,
+                            min_vocab=min_vocab)
     mean, std, size = OPENAI_MEAN, OPENAI_STD, None
     pp = Path(src).expanduser() / "preprocessor_config.json"
     if pp.is_file():

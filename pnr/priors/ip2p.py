@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from pnr.errors import CheckpointError, PromptError
 from pnr.priors.base import NoiseSchedule
-from pnr.priors.sd import from_pretrained, resize
+from pnr.priors.sd import checked_tokenizer, from_pretrained, resize
 
 
 @dataclass
@@ -125,8 +125,9 @@ def load_ip2p(source: str = "timbrooks/instruct-pix2pix", device: str | torch.de
     hint = "instruct-pix2pix (a diffusers folder with model_index.json)"
     flag = "--editor"
     get = lambda cls, sub: from_pretrained(cls, source, sub, f"InstructPix2Pix {sub}", hint, offline, flag)  # noqa: E731
-    tok = get(CLIPTokenizer, "tokenizer")
-    text = get(CLIPTextModel, "text_encoder").to(dtype)
-    vae = get(AutoencoderKL, "vae").to(dtype)
     unet = get(UNet2DConditionModel, "unet").to(dtype)
+    vae = get(AutoencoderKL, "vae").to(dtype)
+    text = get(CLIPTextModel, "text_encoder").to(dtype)
+    tok = checked_tokenizer(get(CLIPTokenizer, "tokenizer"), source, "the InstructPix2Pix tokenizer", hint, offline,
+                            flag)
     return IP2PEditor(unet, vae, text, tok, cfg).to(device).eval()

@@ -137,8 +137,8 @@ def missing_weights_error(what: str, source: str, detail: str, local_hint: str, 
     else:
         where = f"hub id '{source}' (Hugging Face cache {_hf_cache_dir()}, then huggingface.co)"
     return CheckpointError(
-        f"could not load {what} from {where}: {detail}. Point at local weights with {flag} /path/to/{local_hint}, "
-        f"or put them in the Hugging Face cache (set HF_HOME, or run `huggingface-cli download {source}` on a "
+        f"could not load {what} from {where}: {detail.rstrip('. ')}. Point at local weights with {flag} /path/to/{local_hint}, "
+        f"or put them in the Hugging Face cache (set HF_HOME, or run `hf download {source}` on a "
         f"machine with internet and copy the cache); set HF_HUB_OFFLINE=1 to skip network look-ups.")
 
 
@@ -163,8 +163,17 @@ def from_pretrained(cls, source: str, subfolder: str | None, what: str, local_hi
     raise missing_weights_error(what, source, detail[:300], local_hint, flag) from err
 
 
+def checked_tokenizer(tok: Any, source: str, what: str, local_hint: str, offline: bool | None,
+                      flag: str = "--prior", min_vocab: int = 10) -> Any:
+    """transformers 5 can build an *empty* tokenizer when its files are absent: treat that as missing."""
+    if len(tok) < min_vocab:
+        raise missing_weights_error(what, source, f"its tokenizer files were not found (vocabulary of {len(tok)})",
+                                    local_hint, flag)
+    return tok
+
+
 def load_sd(source: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-            cfg: SDConfig | None = None, offline: bool | None = None) -> StableDiffusionPrior:
+            cfg: SDConfig | None = None, offline: bool | None = None, min_vocab: int = 10) -> StableDiffusionPrior:
     """Stable Diffusion from a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/,
     scheduler/) or a hub id such as 'stable-diffusion-v1-5/stable-diffusion-v1-5'. fp16 on CUDA by default."""
     _require_hub()
@@ -174,10 +183,11 @@ def load_sd(source: str, device: str | torch.device = "cpu", dtype: torch.dtype 
     dtype = dtype or (torch.float16 if str(device).startswith("cuda") else torch.float32)
     hint = "stable-diffusion (a diffusers folder with model_index.json)"
     get = lambda cls, sub, **kw: from_pretrained(cls, source, sub, f"Stable Diffusion {sub}", hint, offline, **kw)  # noqa: E731
-    tokenizer = get(CLIPTokenizer, "tokenizer")
-    text = get(CLIPTextModel, "text_encoder").to(dtype)  # transformers 4/5 name the dtype argument differently
-    vae = get(AutoencoderKL, "vae", torch_dtype=dtype)
     unet = get(UNet2DConditionModel, "unet", torch_dtype=dtype)
+    vae = get(AutoencoderKL, "vae", torch_dtype=dtype)
+    text = get(CLIPTextModel, "text_encoder").to(dtype)  # transformers 4/5 name the dtype argument differently
+    tokenizer = checked_tokenizer(get(CLIPTokenizer, "tokenizer"), source, "the Stable Diffusion tokenizer", hint,
+                                  offline, min_vocab=min_vocab)
     cfg = cfg or SDConfig()
     sched = _scheduler_config(source)
     if sched:
