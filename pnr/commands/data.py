@@ -102,7 +102,8 @@ def _object(args):
         raise PnrError(f"--device {args.device} requested but CUDA is not available")
     spec = spec_from_text(args.spec)
     t0 = time.perf_counter()
-    rgba, cams = render_dataset(spec, args.views, args.res, args.seed, supersample=args.supersample, device=args.device)
+    rgba, cams = render_dataset(spec, args.views, args.res, args.seed, supersample=args.supersample, device=args.device,
+                                progress=True)
     t1 = time.perf_counter()
     out = write_transforms_dataset(args.out, rgba.cpu(), cams.c2w.cpu(), math.radians(DEFAULT_FOV),
                                    test_every=args.test_every,

@@ -244,8 +244,14 @@ def dataset_cameras(views: int, res: int, seed: int = 0, radius: float = DEFAULT
 
 
 def render_dataset(spec: ObjectSpec, views: int = 100, res: int = 128, seed: int = 0, supersample: int = 2,
-                   device="cpu") -> tuple[Tensor, Cameras]:
-    """A multi-view dataset of one object: rgba [views, res, res, 4] and its cameras."""
+                   device="cpu", progress: bool = False) -> tuple[Tensor, Cameras]:
+    """A multi-view dataset of one object: rgba [views, res, res, 4] and its cameras (tqdm bar if `progress`)."""
+    from tqdm import tqdm
+
     cams = dataset_cameras(views, res, seed, device=device)
-    rgba, _ = render_specs([spec], cams, views_per_spec=views, supersample=supersample)
-    return rgba, cams
+    step = 8
+    parts = []
+    for i in tqdm(range(0, views, step), desc="render", unit="x8 views", disable=not progress):
+        n = min(step, views - i)
+        parts.append(render_specs([spec], cams[i:i + n], views_per_spec=n, supersample=supersample)[0])
+    return torch.cat(parts), cams
