@@ -20,9 +20,9 @@ import torch
 from torch import Tensor
 
 from pnr.data.domain.grammar import ObjectSpec
-from pnr.data.domain.primitives import (CHECKS, CYLINDRICAL, DOTS, HIT_FNS, INF, N_TYPES, STRIPES, Prim,
-                                        local_normal)
-from pnr.data.domain.shapes import FIT_RADIUS, bounding_sphere, build_primitives
+from pnr.data.domain.primitives import (BOX, CHECKS, CYLINDRICAL, DOTS, FRUSTUM, HIT_FNS, INF, N_TYPES, SPHERE, STRIPES,
+                                        Prim, local_normal)
+from pnr.data.domain.shapes import FIT_RADIUS, build_primitives
 from pnr.render.cameras import Cameras, from_fov, generate_rays, look_at, orbit_positions
 
 
@@ -44,7 +44,7 @@ _FIELDS = 12 + 2 + 3 + 3 + 1 + 1 + 12 + 2 + 1 + 4 + 1  # M, p0 p1, color, color2
 
 def _prim_row(p: Prim) -> list[float]:
     return [*p.M.reshape(-1).tolist(), p.p0, p.p1, *p.color, *p.color2, float(p.pattern), float(p.pmode),
-            *p.Q.reshape(-1).tolist(), *p.uv_scale, p.phase, *bounding_sphere(p), float(p.kind)]
+            *p.Q.reshape(-1).tolist(), *p.uv_scale, p.phase, 0.0, 0.0, 0.0, 0.0, float(p.kind)]
 
 
 @lru_cache(maxsize=65536)
@@ -69,7 +69,26 @@ def pack(specs: list[ObjectSpec], device) -> tuple[Tensor, list[int]]:
         for t in range(N_TYPES):
             table[b, offsets[t]:offsets[t] + cnt[t]] = rows[src:src + cnt[t]]
             src += cnt[t]
-    return torch.from_numpy(table).to(device, non_blocking=True), offsets
+    table = torch.from_numpy(table).to(device, non_blocking=True)
+    table[..., -5:-1] = _bounding_spheres(table)
+    return table, offsets
+
+
+def _bounding_spheres(table: Tensor) -> Tensor:
+    """[B, K, 4] (centre, radius) holding each primitive, from its map x = A l + c with A = R diag(s) (as
+    shapes.py builds them): tight for every canonical shape, computed on the table's device."""
+    f = _split(table)
+    M3 = f["M"][..., :3]
+    pad = f["kind"][..., 0] < 0
+    A = torch.linalg.inv(torch.where(pad[..., None, None], torch.eye(3, device=table.device), M3))
+    c = -(A @ f["M"][..., 3:])[..., 0]
+    s = A.norm(dim=-2)  # column norms: the per-axis scales
+    smax = s.amax(-1)
+    p0, p1, kind = f["p"][..., 0], f["p"][..., 1], f["kind"][..., 0]
+    r = torch.where(kind == SPHERE, smax, torch.where(kind == BOX, s.norm(dim=-1),
+        torch.where(kind == FRUSTUM, torch.hypot(s[..., :2].amax(-1) * torch.maximum(p0, p1), s[..., 2]),
+                    smax * (p0 + 1))))
+    return torch.cat([c, (r * 1.001 + 1e-4)[..., None]], -1).masked_fill(pad[..., None], 0.0)
 
 
 def _split(table: Tensor) -> dict[str, Tensor]:

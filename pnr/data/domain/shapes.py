@@ -56,7 +56,7 @@ def box(center, half, R=I3, **mat) -> Prim:
 def cylinder(center, r, hh, axis=(0, 0, 1), r_top=None, **mat) -> Prim:
     """Capped cylinder / frustum of half-height `hh` around `axis`; radius r at the bottom, r_top at the top."""
     R = frame_from_axis(axis)
-    return Prim(FRUSTUM, inverse_affine(R, (1.0, 1.0, hh), center), p0=r, p1=r if r_top is None else r_top, **mat)
+    return Prim(FRUSTUM, inverse_affine(R, (r, r, hh), center), p0=1.0, p1=1.0 if r_top is None else r_top / r, **mat)
 
 
 def capsule(a, b, r, **mat) -> Prim:
