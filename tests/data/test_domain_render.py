@@ -1,11 +1,10 @@
 import math
 import random
 
-import pytest
 import torch
 
 from pnr.data.domain.grammar import CATEGORIES, CATEGORY_ACCESSORIES, ObjectSpec, apply_edit, sample_spec
-from pnr.data.domain.render import cast_rays, dataset_cameras, render_dataset, render_specs
+from pnr.data.domain.render import cast_rays, render_dataset, render_specs
 from pnr.render.cameras import Cameras, from_fov, generate_rays, look_at, orbit_cameras, orbit_positions
 
 
@@ -116,3 +115,25 @@ def test_render_dataset_and_cli(tmp_path):
     assert abs(meta["camera_angle_x"] - math.radians(40)) < 1e-6
     assert (tmp_path / "d" / "train" / "r_000.png").is_file()
     assert main(["data", "object", "a red mugg", "--out", str(tmp_path / "e")]) == 2
+
+
+def test_culling_matches_brute_force_intersection():
+    """The bounding-sphere culling never drops a hit: first hits equal a min over every primitive."""
+    from pnr.data.domain.primitives import HIT_FNS
+    from pnr.data.domain.shapes import build_primitives
+
+    rng = random.Random(11)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(6):
+        spec = sample_spec(rng)
+        o = torch.nn.functional.normalize(torch.randn(4000, 3, generator=g), dim=-1) * 3.0
+        target = (torch.rand(4000, 3, generator=g) - 0.5) * 1.6
+        d = torch.nn.functional.normalize(target - o, dim=-1)
+        _, hit, t = cast_rays(spec, o, d)
+        ref = torch.full((4000,), float("inf"))
+        for p in build_primitives(spec):
+            M = torch.tensor(p.M, dtype=torch.float32)
+            ol, dl = o @ M[:, :3].T + M[:, 3], d @ M[:, :3].T
+            ref = torch.minimum(ref, HIT_FNS[p.kind](ol, dl, torch.tensor(p.p0), torch.tensor(p.p1)))
+        assert torch.equal(hit.bool(), torch.isfinite(ref))
+        assert torch.allclose(t[hit.bool()], ref[torch.isfinite(ref)], atol=1e-4)

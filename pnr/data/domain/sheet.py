@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from pnr.data.domain.grammar import caption, sample_spec
