@@ -143,6 +143,18 @@ def timing(N: int, L: int, T: int, F: int, do_compile: bool) -> list[dict]:
         gbuf = torch.zeros(L, T, F, device="cuda")
         add(f"fused bwd B{block} LPP{lpp} w{warps} (no zeroing)",
             bench(lambda: et.encode_backward(nx(), gout, params, (L, T, F), grad_tables=gbuf, **kw)))
+    # where the backward's time goes: one level at a time (same strided grad reads as the full launch)
+    per_level = []
+    for l in range(L):
+        gb = torch.zeros(1, T, F, device="cuda")
+        ms = bench(lambda: et.encode_backward(nx(), gout[:, l * F:(l + 1) * F], params[l:l + 1], (1, T, F),
+                                              grad_tables=gb), warmup=10, rep=30)
+        msf = bench(lambda: et.encode_forward(nx(), tab.detach()[l:l + 1], params[l:l + 1],
+                                              out=torch.empty(F, N, device="cuda").t()), warmup=10, rep=30)
+        per_level.append((res[l], bool(params[l, 3]), msf, ms))
+    print("  per level (R, dense, fwd ms, bwd ms): " + ", ".join(f"({r},{'D' if d else 'H'},{a:.3f},{b:.3f})"
+                                                              for r, d, a, b in per_level), flush=True)
+    rows.append({"name": "per_level", "levels": per_level})
     outc = torch.empty(L * F, N, device="cuda").t()
     add("fused fwd column-major out (default launch)", bench(lambda: et.encode_forward(nx(), tab.detach(), params, out=outc)))
     goutc = gout.t().contiguous().t()

@@ -175,9 +175,10 @@ def _fingerprint(params: dict[str, Tensor]) -> list[float]:
 # ------------------------------------------------------------------------------------------- edit
 def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: EditConfig,
          out_dir: str | Path | None = None, resume: bool = True, progress: bool = True,
-         on_step: Callable[[str, int, float], None] | None = None) -> EditResult:
+         on_step: Callable[[str, int, float], None] | None = None, search_only: bool = False) -> EditResult:
     """Edits `source` toward guide.cond with cfg.method; returns the edited field. With `out_dir`,
-    writes DIR/state.pt every cfg.checkpoint_every steps and resumes from it when present."""
+    writes DIR/state.pt every cfg.checkpoint_every steps and resumes from it when present.
+    `search_only` returns right after the η search (the field is then θ_src; for calibration)."""
     t0 = time.time()
     out_dir = Path(out_dir) if out_dir is not None else None
     dev = source.device
@@ -249,6 +250,9 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
             bar.close()
             del probe, probe_opt, probe_occ
         phase_s["search"] = time.time() - ts
+        if search_only:
+            field.load_params_dict(src)
+            return EditResult(field, _copy_occ(source_occ, dev), eta, trace, [], time.time() - t0, phase_s)
         # ---- 2. perturb (Eq. 3, Alg. 1) ------------------------------------------------------
         field.load_params_dict(perturb(src, source.cfg, eta, seed=cfg.seed + 1))
         if occ is not None:

@@ -159,6 +159,8 @@ def resolve_edit(path: str | Path, source: str | None = None, benchmark: str | N
         target_caption=target_caption or rec.get("conditioning_text") or meta.get("caption"),
         prompt=rec.get("prompt") or (meta.get("edit") or {}).get("prompt"), method=rec.get("method"), record=rec,
     )
+    if t.source_caption is None and (Path(src) / "config.json").is_file():
+        t.source_caption = (_read_json(Path(src) / "config.json").get("meta") or {}).get("caption")
     _attach_ground_truth(t, src_spec, benchmark, target_spec)
     return t
 

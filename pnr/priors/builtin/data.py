@@ -115,7 +115,7 @@ class DomainData:
     """DataSource over the object domain with a continuously refreshed GPU pool of rendered groups."""
 
     def __init__(self, image_size: int, device, seed: int = 0, pool_size: int = 4096, chunk: int = 256,
-                 render_frac: float = 0.35, min_fill: int = 1024, supersample: int = 2):
+                 render_frac: float = 0.2, min_fill: int = 1024, supersample: int = 2):
         self.s, self.device = image_size, torch.device(device)
         if self.device.type != "cuda":
             pool_size, chunk, min_fill = min(pool_size, 64), min(chunk, 16), min(min_fill, 16)

@@ -81,6 +81,9 @@ class Trainer:
     def __init__(self, cfg: PriorConfig, tc: TrainConfig, device: str | torch.device = "cpu"):
         torch.manual_seed(tc.seed)
         self.cfg, self.tc, self.device = cfg, tc, torch.device(device)
+        if self.device.type == "cuda":  # fixed shapes: let cuDNN pick the fastest conv algorithms
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         self.model = BuiltinPrior(cfg).to(self.device).train()
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         decay, no_decay = [], []
