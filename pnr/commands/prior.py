@@ -27,6 +27,7 @@ def add_parser(sub):
                    help="domain = procedural objects rendered on the fly; synthetic = coloured discs (smoke tests)")
     t.add_argument("--tiny", action="store_true", help="tiny model config (smoke tests)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--compile", action="store_true", help="torch.compile the UNet (GPU; see bench/prior_train_speed.py)")
     t.set_defaults(func=run)
 
     s = ps.add_parser("sample", help="sample 4 consistent views for a prompt and write a grid PNG")
@@ -92,7 +93,7 @@ def _train(args) -> int:
 
         vocab = domain_vocab()
     overrides = {"batch_groups": args.batch, "lr": args.lr, "planned_steps": args.planned_steps,
-                 "warmup_steps": args.warmup}
+                 "warmup_steps": args.warmup, "compile": True if args.compile else None}
     if args.init:
         tc = TrainConfig(seed=args.seed, bf16=dev.startswith("cuda"))
         for k, v in overrides.items():
