@@ -137,7 +137,7 @@ def _repeat(cond: Any, b: int) -> Any:
 def _check_finite(loss: Tensor, phase: str, step: int, out_dir: Path | None) -> None:
     if not torch.isfinite(loss):
         kept = f"the last good state is kept in {out_dir / STATE_FILE}" if out_dir else "no state was saved"
-        raise NumericalError(f"the {phase} loss became {float(loss)} at step {step}; stopped ({kept}). "
+        raise NumericalError(f"the {phase} loss became {float(loss.detach())} at step {step}; stopped ({kept}). "
                              f"Try a lower --guidance-scale or learning rate, or another --seed")
 
 
@@ -175,10 +175,13 @@ def _fingerprint(params: dict[str, Tensor]) -> list[float]:
 # ------------------------------------------------------------------------------------------- edit
 def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: EditConfig,
          out_dir: str | Path | None = None, resume: bool = True, progress: bool = True,
-         on_step: Callable[[str, int, float], None] | None = None, search_only: bool = False) -> EditResult:
+         on_step: Callable[[str, int, float], None] | None = None, search_only: bool = False,
+         on_phase_end: Callable[[str, Field, OccupancyGrid | None], None] | None = None) -> EditResult:
     """Edits `source` toward guide.cond with cfg.method; returns the edited field. With `out_dir`,
     writes DIR/state.pt every cfg.checkpoint_every steps and resumes from it when present.
-    `search_only` returns right after the η search (the field is then θ_src; for calibration)."""
+    `search_only` returns right after the η search (the field is then θ_src; for calibration).
+    `on_phase_end(phase, field, occ)` is called after the last step of the edit phase ("edit") and of
+    the revise phase ("revise"), e.g. to evaluate PnR without its revise phase from the same run."""
     t0 = time.time()
     out_dir = Path(out_dir) if out_dir is not None else None
     dev = source.device
@@ -238,11 +241,12 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
                 loss = guidance_loss(probe, probe_occ, guide, cfg, sched, i, n_edit, res, gs, "pnr")
                 _check_finite(loss, "eta search", i, None)
                 _apply(probe_opt, loss)
+                lv = float(loss.detach())
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss.detach()):.1f}")
+                bar.set_postfix(loss=f"{lv:.1f}")
                 if on_step is not None:
-                    on_step("search", i, float(loss))
-                return float(loss)
+                    on_step("search", i, lv)
+                return lv
 
             k = max(1, min(10, cfg.search_steps // 5))  # Alg. 2: first/last 10 of 50
             delta_min = cfg.delta_min if cfg.delta_min is not None else 1000.0
@@ -293,11 +297,12 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
                 loss = loss + ipg
         _check_finite(loss, phase, step, out_dir)
         _apply(opt, loss)
-        losses.append(float(loss))
+        lv = float(loss.detach())
+        losses.append(lv)
         bar.update(1)
-        bar.set_postfix(phase=phase, loss=f"{float(loss):.1f}", eta=f"{eta:.3f}", res=res)
+        bar.set_postfix(phase=phase, loss=f"{lv:.1f}", eta=f"{eta:.3f}", res=res)
         if on_step is not None:
-            on_step(phase, step, float(loss))
+            on_step(phase, step, lv)
         done = step + 1
         if out_dir is not None and (done % cfg.checkpoint_every == 0 or done == total):
             phase_s["edit+revise"] = phase_s.get("edit+revise", 0.0) + time.time() - tp
