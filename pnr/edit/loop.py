@@ -304,6 +304,8 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
         if on_step is not None:
             on_step(phase, step, lv)
         done = step + 1
+        if on_phase_end is not None and (done == n_edit or (phase == "revise" and done == total)):
+            on_phase_end(phase, field, occ)
         if out_dir is not None and (done % cfg.checkpoint_every == 0 or done == total):
             phase_s["edit+revise"] = phase_s.get("edit+revise", 0.0) + time.time() - tp
             tp = time.time()

@@ -1,0 +1,152 @@
+"""bench/quality.py end to end on CPU: tiny random prior, tiny field, 1 test edit, pnr + sds, a few steps."""
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_quality():
+    spec = importlib.util.spec_from_file_location("bench_quality_under_test", ROOT / "bench" / "quality.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+Q = _load_quality()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_prior(tmp_path_factory):
+    from pnr.priors.builtin import BuiltinPrior, PriorConfig, save_prior
+    from pnr.priors.builtin.data import domain_vocab
+
+    torch.manual_seed(0)
+    p = BuiltinPrior(PriorConfig.tiny(domain_vocab())).eval()
+    with torch.no_grad():  # zero-initialised output layers would make every prediction 0
+        for prm in p.parameters():
+            if prm.abs().sum() == 0 and prm.dim() > 1:
+                prm.normal_(0, 0.02)
+    return save_prior(p, tmp_path_factory.mktemp("prior") / "prior.safetensors")
+
+
+def _run_args(out: Path, prior: Path, methods: str, *extra: str) -> list[str]:
+    return ["run", "--out", str(out), "--device", "cpu", "--methods", methods, "--limit", "1", "--seeds", "1",
+            "--prior", str(prior), "--field", "tiny", "--fit-steps", "15", "--fit-views", "8", "--fit-res", "32",
+            "--fit-rays", "256", "--fit-samples", "32", "--search-steps", "3", "--edit-steps", "4",
+            "--revise-steps", "2", "--set", "res_low=16", "--set", "res_high=32", "--set", "num_samples=16",
+            "--set", "idu_groups=2", "--eval-views", "4", "--eval-res", "32", "--eval-samples", "16", *extra]
+
+
+def _lines(p: Path) -> list[str]:
+    return [x for x in p.read_text().split("\n") if x.strip()]
+
+
+def test_run_resume_truncation_table_figure(tmp_path, tiny_prior):
+    out = tmp_path / "results" / "quality.jsonl"
+    assert Q.main(_run_args(out, tiny_prior, "pnr,sds")) == 0
+    recs = [json.loads(x) for x in _lines(out)]
+    edit_id = Q.select_edits("test")[0].id
+    assert [(r["edit_id"], r["variant"], r["seed"]) for r in recs] == [
+        (edit_id, "pnr_norevise", 0), (edit_id, "pnr", 0), (edit_id, "sds", 0)]
+    for r in recs:
+        assert r["split"] == "test" and r["success"] is True and r["preset"] == "bench"
+        m = r["metrics"]
+        for k in ("clip_dir_sim", "clip_dir_consistency", "lpips_to_source", "a_lpips", "edited_attr_acc",
+                  "psnr_to_target", "lpips_to_target"):
+            assert isinstance(m[k], float) and math.isfinite(m[k]), k
+        assert r["seconds"]["total"] > 0 and r["fit"]["steps"] == 15
+    norev, pnr, sds = recs
+    assert pnr["eta_auto"] and 0 <= pnr["eta"] <= 0.6 and pnr["eta_search"]["n"] == 3 and sds["eta"] == 0.0
+    assert pnr["steps"] == {"search": 3, "edit": 4, "revise": 2} and norev["steps"]["revise"] == 0
+    assert norev["seconds"]["total"] == pytest.approx(pnr["seconds"]["total"] - pnr["seconds"]["revise"], abs=1e-3)
+    assert norev["metrics"] != pnr["metrics"]  # the snapshot is the field before the revise phase
+
+    # rerun: every key is done, nothing is added
+    before = out.read_bytes()
+    assert Q.main(_run_args(out, tiny_prior, "pnr,sds")) == 0
+    assert out.read_bytes() == before
+
+    # a process killed mid-write leaves a partial last line: reads skip it, the next append cuts it off
+    with open(out, "ab") as f:
+        f.write(b'{"edit_id": "' + edit_id.encode() + b'", "variant": "regen", "se')
+    assert len(Q.read_results(out)) == 3
+    assert Q.main(_run_args(out, tiny_prior, "pnr,sds,regen")) == 0
+    recs = [json.loads(x) for x in _lines(out)]  # every line parses
+    assert [r["variant"] for r in recs] == ["pnr_norevise", "pnr", "sds", "regen"] and recs[-1]["eta"] == 1.0
+
+    # table: counts per method, so partial coverage is visible
+    md = tmp_path / "quality.md"
+    from pnr.cli import main as pnr_main
+
+    assert pnr_main(["bench", "quality", "table", "--jsonl", str(out), "--md", str(md)]) == 0
+    text = md.read_text()
+    assert "4 of 1400 jobs" in text
+    for row in ("| pnr | 1/200 |", "| pnr_norevise | 1/200 |", "| sds | 1/200 |", "| regen | 1/100 |",
+                "| pds | 0/100 |", "| pnr_fixed_0.4 | 0/100 |"):
+        assert row in text, row
+    etype = recs[0]["edit_type"]
+    section = text.split(f"## {etype}\n")[1]
+    assert "| pnr | 1/40 |" in section and "| regen | 1/20 |" in section
+
+    # figure from the thumbnails the run saved (the first test edits of each type get them)
+    png = tmp_path / "grid.png"
+    assert Q.main(["figure", "--jsonl", str(out), "--out", str(png)]) == 0
+    from PIL import Image
+
+    w, h = Image.open(png).size
+    assert h > 64 and w > 13 * 64
+
+
+def test_max_minutes_stops_before_the_first_job(tmp_path, tiny_prior):
+    out = tmp_path / "q.jsonl"
+    assert Q.main(_run_args(out, tiny_prior, "sds", "--max-minutes", "0.001")) == 0
+    assert not out.exists() or out.read_text() == ""
+
+
+def _rec(edit_id, variant, seed, dir_sim, etype="color"):
+    return {"edit_id": edit_id, "variant": variant, "seed": seed, "split": "test", "edit_type": etype,
+            "success": True, "eta": 0.3, "seconds": {"total": 10.0}, "metrics": {"clip_dir_sim": dir_sim}}
+
+
+def test_shards_merge_and_seed_spread(tmp_path):
+    out = tmp_path / "quality.jsonl"
+    assert Q.shard_path(out, (2, 6)).name == "quality.shard2.jsonl"
+    Q.Appender(out).append([_rec("color_01", "sds", 0, 0.2)])
+    Q.Appender(Q.shard_path(out, (0, 2))).append([_rec("color_02", "sds", 0, 0.4), _rec("color_01", "sds", 1, 0.3)])
+    Q.Appender(Q.shard_path(out, (1, 2))).append([_rec("color_02", "sds", 1, 0.6), _rec("color_01", "sds", 0, 9.0)])
+    res = Q.read_results(out)
+    assert len(res) == 4 and res[("color_01", "sds", 0)]["metrics"]["clip_dir_sim"] == 0.2  # first one wins
+    rs = list(res.values())
+    mean, spread = Q.summarize(rs, "clip_dir_sim")
+    assert mean == pytest.approx(0.375) and spread == pytest.approx(0.075)  # seed means 0.3 and 0.45
+    md = Q.markdown_table(rs, None, Q.expected_counts("test"))
+    assert "| sds | 4/200 | 0.375 ± 0.075 |" in md
+    assert Q.main(["merge", "--jsonl", str(out)]) == 0
+    assert Q.result_files(out) == [out] and len(_lines(out)) == 4
+
+
+def test_job_plan_and_methods():
+    assert Q.parse_methods("pnr_fixed,pnr_norevise") == [f"pnr_fixed_{e:.1f}" for e in Q.FIXED_ETAS] + ["pnr"]
+    jobs = Q.jobs_of("color_01", Q.parse_methods(None), 2)
+    assert len(jobs) == 12 and {j.variant for j in jobs if j.seed == 1} == {"pnr", "sds"}
+    es = Q.select_edits("test")
+    assert len(es) == 100 and all(e.split == "test" for e in es)
+    assert [e.edit_type for e in es[:5]] == list(Q.TYPES)  # interleaved: partial runs cover every type
+    with pytest.raises(SystemExit):
+        Q.parse_methods("foo")
