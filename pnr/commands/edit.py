@@ -33,6 +33,11 @@ def add_parser(sub):
                    "prior's text). Default: the caption stored with the source")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prior", default="builtin", help="builtin | sd15 | sd21 | mvdream | PATH")
+    p.add_argument("--editor", default=None, metavar="PATH_OR_HUB_ID",
+                   help="--method idu only: edit the dataset views with this InstructPix2Pix (diffusers folder or "
+                   "hub id, e.g. timbrooks/instruct-pix2pix) instead of SDEdit with the prior; the prompt is its "
+                   "instruction as written, --prior is not used, --idu-ddim-steps sets its denoising steps, its "
+                   "noise level is U(0.02, 0.98) (Instruct-NeRF2NeRF) instead of --idu-t")
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto")
     p.add_argument("--restart", action="store_true", help="ignore a partial run in --out and start over")
     p.add_argument("--fit-steps", type=int, default=2000, help="steps when SOURCE is a dataset")
@@ -128,6 +133,9 @@ def run(args):
     cfg = _config(args)
     if not args.prompt or not args.prompt.strip():
         raise PnrError("the edit prompt is empty: say what to change, e.g. \"sitting\" or \"in blue\"")
+    if args.editor and cfg.method != "idu":
+        raise PnrError(f"--editor is used only by --method idu (the dataset update's image editor), "
+                       f"not --method {cfg.method}")
     device = resolve_device(args.device)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -135,14 +143,20 @@ def run(args):
     if args.restart:
         (out / STATE_FILE).unlink(missing_ok=True)
     t0 = time.time()
-    prior = _load_prior(args.prior, device)
+    if args.editor:
+        from pnr.priors.ip2p import IP2PConfig, load_ip2p
+
+        editor, prior = load_ip2p(args.editor, device=device, cfg=IP2PConfig(steps=cfg.idu_ddim_steps)), None
+    else:
+        editor, prior = None, _load_prior(args.prior, device)
     field, occ, caption, desc = _load_source(args, out, device)
     source_prompt = args.source_prompt or caption
     if (out / STATE_FILE).exists():
         print(f"pnr edit: continuing the partial run in {out}")
     res, rec = edit_to_dir(field, occ, prior, args.prompt, source_prompt, cfg, out, resume=True,
-                           progress=not args.quiet,
-                           extra_record={"source": desc, "prior": args.prior, "preset": args.preset,
+                           progress=not args.quiet, editor=editor,
+                           extra_record={"source": desc, "prior": None if editor else args.prior,
+                                         "editor": args.editor, "preset": args.preset,
                                          "wall_seconds_incl_loading": None})
     rec["wall_seconds_incl_loading"] = time.time() - t0
     from pnr.edit.loop import write_record

@@ -56,6 +56,9 @@ class Guide:
     source: Field
     source_occ: OccupancyGrid | None
     x0_range: float | None  # clamp of x0 estimates (1.0 for pixel-space priors)
+    # IDU only: an image editor (renders [N,3,H,W], source views [N,3,H,W], generator) -> edited, all in [0, 1]
+    # (InstructPix2Pix with the instruction bound, `pnr edit --editor`); None = SDEdit with the prior
+    editor: Callable[[Tensor, Tensor, torch.Generator], Tensor] | None = None
 
 
 @dataclass
@@ -266,7 +269,7 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
         g.manual_seed(cfg.seed)
         losses, start = [], 0
 
-    # ---- IDU dataset: source renders at fixed cameras, replaced group by group by SDEdit edits
+    # ---- IDU dataset: source renders at fixed cameras, replaced group by group by SDEdit (or editor) edits
     idu = _idu_init(source, source_occ, guide, cfg, v, dev, st) if method == "idu" else None
 
     # ---- 3. edit and 4. revise ---------------------------------------------------------------
@@ -331,21 +334,31 @@ def _copy_occ(occ: OccupancyGrid | None, dev) -> OccupancyGrid | None:
 
 # ------------------------------------------------------------------------- iterative dataset update
 def _idu_init(source: Field, source_occ, guide: Guide, cfg: EditConfig, v: int, dev, st: dict | None) -> dict:
-    """Fixed dataset cameras (cfg.idu_groups orbits of V views) and their images, initially source renders."""
+    """Fixed dataset cameras (cfg.idu_groups orbits of V views) and their images, initially source renders
+    (kept as "source": an image editor's conditioning views)."""
     gd = torch.Generator().manual_seed(cfg.seed + 11)
     cams = random_orbit_views(cfg.idu_groups, v, generator=gd, res=cfg.res_high, device=dev)
+    with torch.no_grad():
+        source_images = render(source, cams, source_occ, num_samples=cfg.num_samples)["rgb"]  # [G*V, H, W, 3]
     if st is not None and st.get("idu") is not None:
         images = st["idu"].to(dev)
     else:
-        with torch.no_grad():
-            images = render(source, cams, source_occ, num_samples=cfg.num_samples)["rgb"]  # [G*V, H, W, 3]
-    return {"cams": cams, "images": images}
+        images = source_images.clone()
+    return {"cams": cams, "images": images, "source": source_images}
 
 
 def _idu_update(field: Field, occ, guide: Guide, cfg: EditConfig, idu: dict, k: int, g: torch.Generator, v: int):
-    """Replace view group k mod G by an SDEdit edit (with c_edit) of the current render there."""
+    """Replace view group k mod G by an SDEdit edit (with c_edit) of the current render there, or with
+    guide.editor by its edit (Instruct-NeRF2NeRF: InstructPix2Pix conditioned on the source views)."""
     gi = k % cfg.idu_groups
     cams = idu["cams"][gi * v:(gi + 1) * v]
+    if guide.editor is not None:
+        with torch.no_grad():
+            rgb = render(field, cams, occ, num_samples=cfg.num_samples)["rgb"].permute(0, 3, 1, 2)
+            src = idu["source"][gi * v:(gi + 1) * v].permute(0, 3, 1, 2)
+            out = guide.editor(rgb, src, g).to(rgb.device).permute(0, 2, 3, 1)
+        idu["images"][gi * v:(gi + 1) * v] = out.to(idu["images"].dtype)
+        return
     with torch.no_grad():
         _, x = _render_x(field, occ, cams, guide, cfg, g, v, grad=False)
         lo, hi = cfg.idu_t

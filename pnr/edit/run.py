@@ -59,21 +59,32 @@ def turntable_frames(field: Field, occ, n: int, res: int, elevation: float = 15.
 def edit_to_dir(source: Field, source_occ: OccupancyGrid | None, prior, edit_prompt: str,
                 source_prompt: str | None, cfg: EditConfig, out_dir: str | Path, resume: bool = True,
                 progress: bool = True, extra_record: dict | None = None, on_step=None,
-                turntable_samples: int = 128) -> tuple[EditResult, dict]:
-    """Runs the edit and writes DIR (see module doc). Returns (result, the edit.json record)."""
+                turntable_samples: int = 128, editor=None) -> tuple[EditResult, dict]:
+    """Runs the edit and writes DIR (see module doc). Returns (result, the edit.json record).
+    `editor` (method idu only): an image editor with `edit_images(images, instruction, cond_images, generator)`
+    (pnr.priors.ip2p.IP2PEditor) that edits the dataset views instead of SDEdit with `prior` (which may then be
+    None); it gets the prompt as written, and views per group default to 4."""
     from pnr.field.checkpoint import save_checkpoint
     from pnr.io import contact_sheet, save_png, save_video
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    edit_text, source_text = resolve_prompts(prior, edit_prompt, source_prompt, cfg.method)
-    guide = make_guide(prior, source, source_occ, edit_text, source_text)
+    edit_text, source_text = resolve_prompts(None if editor is not None else prior, edit_prompt, source_prompt,
+                                             cfg.method)
+    if editor is None:
+        guide = make_guide(prior, source, source_occ, edit_text, source_text)
+    else:
+        if cfg.method != "idu":
+            raise ValueError(f"an image editor is used only by method idu, not {cfg.method!r}")
+        guide = Guide(prior, None, None, None, source.eval(), source_occ, None,
+                      editor=lambda imgs, src, g: editor.edit_images(imgs, edit_text, src, generator=g))
+        cfg = cfg if cfg.views else replace(cfg, views=4)
     if cfg.delta_min is None:
         cfg = replace(cfg, delta_min=DELTA_MIN_BUILTIN if is_builtin(prior) else DELTA_MIN_PAPER)
     res = edit(source, source_occ, guide, cfg, out_dir=out_dir, resume=resume, progress=progress, on_step=on_step)
 
     ts = time.time()
-    meta = {"caption": edit_text if source_text else None, "source_caption": source_text,
+    meta = {"caption": edit_text if source_text and editor is None else None, "source_caption": source_text,
             "edit": {"method": cfg.method, "prompt": edit_prompt, "eta": res.eta, "seed": cfg.seed}}
     save_checkpoint(out_dir / "checkpoint", res.field, res.occupancy, meta)
     n = cfg.turntable_frames

@@ -123,7 +123,7 @@ def load_ip2p(source: str = "timbrooks/instruct-pix2pix", device: str | torch.de
 
     dtype = dtype or (torch.float16 if str(device).startswith("cuda") else torch.float32)
     hint = "instruct-pix2pix (a diffusers folder with model_index.json)"
-    flag = "--editor"
+    flag = "pnr edit --method idu --editor"
     get = lambda cls, sub: from_pretrained(cls, source, sub, f"InstructPix2Pix {sub}", hint, offline, flag)  # noqa: E731
     unet = get(UNet2DConditionModel, "unet").to(dtype)
     vae = get(AutoencoderKL, "vae").to(dtype)
