@@ -21,6 +21,14 @@ pnr.metrics.attributes), with the same reading of the exact object as a check on
 
 --max-seconds caps the optimisation loop's wall time: past it the run stops at the next multiple of 100
 steps (the loop's own checkpointed state) and t2i.json records `stopped_early_at`.
+
+Speed: 32 samples per ray (one 32-sample segment of the renderer instead of the edit presets' two) and no
+revise phase make a step cheaper than the edit loop's (~15 steps/s on the H100 with IPG). For the < 90 s
+H100 run of issue 4, 1500 steps with the loop capped at 70 s (so at most ~75 s of loop plus start-up,
+turntable and reading); the t max annealing ends at step 750, so a capped run only loses low-noise steps:
+
+    PYTHONUNBUFFERED=1 python scripts/text_to_3d.py "a green striped vase" --out $OUT/t2i_vase --device cuda \
+        --steps 1500 --max-seconds 70
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ def _script():
 @pytest.fixture(scope="module")
 def prior(tmp_path_factory):
     torch.manual_seed(0)
-    return save_prior(BuiltinPrior(PriorConfig.tiny(vocabulary())), tmp_path_factory.mktemp("t2i") / "prior.safetensors")
+    path = tmp_path_factory.mktemp("t2i") / "prior.safetensors"
+    return save_prior(BuiltinPrior(PriorConfig.tiny(vocabulary())), path)
 
 
 @pytest.mark.parametrize("schedule", ["anneal", "fixed"])
