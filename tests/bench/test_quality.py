@@ -96,7 +96,7 @@ def test_run_resume_truncation_table_figure(tmp_path, tiny_prior):
 
     assert pnr_main(["bench", "quality", "table", "--jsonl", str(out), "--md", str(md)]) == 0
     text = md.read_text()
-    assert "4 of 1400 jobs" in text
+    assert "4 of 1400 results" in text
     for row in ("| pnr | 1/200 |", "| pnr_norevise | 1/200 |", "| sds | 1/200 |", "| regen | 1/100 |",
                 "| pds | 0/100 |", "| pnr_fixed_0.4 | 0/100 |"):
         assert row in text, row
