@@ -21,6 +21,14 @@ truncated last line (a process killed mid-write) is ignored on read and cut off 
 --max-minutes: before each source fit and each job, the harness stops if the estimate (the longest
 finished job of that variant so far, else of any variant, with a margin) would overrun.
 
+On one GPU, N shards in parallel, writing straight under the device tool's $OUT so that a call cut off
+at its time limit still returns every finished line (copy the results there first so finished keys are
+skipped), then back here: copy the files into bench/results/ (writable), `merge`, `table`, `figure`, commit:
+    mkdir -p $OUT/r && cp bench/results/quality*.jsonl $OUT/r/ 2>/dev/null
+    export OMP_NUM_THREADS=2 PYTHONPATH=$PWD/.gpusite:$PWD
+    for i in 0 1 2 3 4 5; do python bench/quality.py run --out $OUT/r/quality.jsonl --device cuda \
+        --shard $i/6 --max-minutes 8.5 > $OUT/r/log$i.txt 2>&1 & done; wait
+
 Settings are fixed beforehand (preset "bench" of pnr/edit/config.py, Δ_min and guidance as `pnr edit`);
 nothing is tuned on the test split. Per-job thumbnails (4 views, 64 px, seed 0) for the first
 --thumb-edits (2) test edits of each type go to <out dir>/thumbs/ for the figure.
@@ -384,9 +392,31 @@ def run_job(src: Source, job: Job, a, prior, encoder, dev) -> list[dict]:
         "device": a.device_name, "torch": torch.__version__, "python": platform.python_version(),
         "git": a.git, "shard": a.shard_text, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    if res is None:
-        return [{**base, "variant": job.variant, "eta": None, "error": error, "success": False, "metrics": None,
-                 "seconds": {"total": secs}}]
+    thumbs = a.thumb_ids is not None and e.id in a.thumb_ids and job.seed == 0
+
+    def norevise(eta_rec: dict, search_s: float | None) -> dict:
+        """The pnr run's field at the end of its edit phase, evaluated as variant pnr_norevise."""
+        f2 = Field(src.field.cfg, device=dev)
+        f2.load_params_dict(snap["params"])
+        o2 = None
+        if snap["occ"] is not None:
+            o2 = OccupancyGrid(src.occ.resolution, src.occ.bound, device=dev)
+            o2.load_state_dict(snap["occ"])
+        te = time.time()
+        m2 = evaluate_field(src, f2, o2, a, encoder)
+        s2 = {"total": snap["t"] - t0, "search": search_s,
+              "edit": None if search_s is None else snap["t"] - t0 - search_s, "eval": time.time() - te}
+        if thumbs:
+            _save_strip(a.thumbs_dir / e.id / "pnr_norevise.png", _turntable(f2, o2, a, THUMB_VIEWS, THUMB_RES))
+        return {**base, "variant": "pnr_norevise", **eta_rec, "success": m2["success"], "metrics": m2,
+                "seconds": s2, "steps": {**base["steps"], "revise": 0}}
+
+    if res is None:  # diverged; if that happened in the revise phase, the edit-phase snapshot still counts
+        out = [{**base, "variant": job.variant, "eta": None, "error": error, "success": False, "metrics": None,
+                "seconds": {"total": secs}}]
+        if snap:
+            out.insert(0, norevise({"eta": None}, None))
+        return [_clean(r) for r in out]
     trace = res.eta_trace
     k = max(1, min(10, len(trace) // 5)) if trace else 0
     eta_rec = {"eta": res.eta, "eta_auto": cfg.method == "pnr" and cfg.eta is None,
@@ -405,25 +435,27 @@ def run_job(src: Source, job: Job, a, prior, encoder, dev) -> list[dict]:
     rec = {**base, "variant": job.variant, **eta_rec, "final_loss": sum(loss_tail) / max(1, len(loss_tail)),
            "success": m["success"], "metrics": m, "seconds": seconds}
     out = [rec]
-    thumbs = a.thumb_ids is not None and e.id in a.thumb_ids and job.seed == 0
     if thumbs:
         _save_strip(a.thumbs_dir / e.id / f"{job.variant}.png",
                     _turntable(res.field, res.occupancy, a, THUMB_VIEWS, THUMB_RES))
     if snap:
-        f2 = Field(src.field.cfg, device=dev)
-        f2.load_params_dict(snap["params"])
-        o2 = None
-        if snap["occ"] is not None:
-            o2 = OccupancyGrid(src.occ.resolution, src.occ.bound, device=dev)
-            o2.load_state_dict(snap["occ"])
-        te = time.time()
-        m2 = evaluate_field(src, f2, o2, a, encoder)
-        s2 = {"total": snap["t"] - t0, "search": search_s, "edit": seconds["edit"], "eval": time.time() - te}
-        out.insert(0, {**base, "variant": "pnr_norevise", **eta_rec, "success": m2["success"], "metrics": m2,
-                       "seconds": s2, "steps": {**base["steps"], "revise": 0}})
-        if thumbs:
-            _save_strip(a.thumbs_dir / e.id / "pnr_norevise.png", _turntable(f2, o2, a, THUMB_VIEWS, THUMB_RES))
+        out.insert(0, norevise(eta_rec, search_s))
     return [_clean(r) for r in out]
+
+
+def warm_up(src: Source, a, prior, encoder, dev) -> None:
+    """One untimed 2+2+2-step PnR edit and evaluation, so that one-off costs (CUDA context and kernels,
+    lazily loaded ST-LPIPS / encoder weights) do not land in the first job's seconds."""
+    from pnr.edit.loop import edit
+    from pnr.edit.prompts import resolve_prompts
+    from pnr.edit.run import make_guide
+
+    e = src.edit
+    cfg = replace(make_config(a, "pnr", 0), search_steps=2, edit_steps=2, revise_steps=2, delta_min=1.0)
+    text, src_text = resolve_prompts(prior, e.prompt, e.source_caption, cfg.method)
+    res = edit(src.field, src.occ, make_guide(prior, src.field, src.occ, text, src_text), cfg, progress=False)
+    evaluate_field(src, res.field, res.occupancy, a, encoder)
+    _sync(dev)
 
 
 # ------------------------------------------------------------------------------------------- run
@@ -534,12 +566,15 @@ def cmd_run(a) -> int:
     encoder = load_backbone(a.backbone, str(dev))
     writer = Appender(mine)
     budget = Budget(a.max_minutes, t_start)
-    n_done = 0
+    n_done, warmed = 0, False
     for e, jobs in todo:
         if not budget.allows(jobs[0].variant, with_fit=True):
             break
         src = prepare_source(e, a, dev)
         budget.record_fit(src.fit_s)
+        if not warmed and not a.no_warm_up:
+            warm_up(src, a, prior, encoder, dev)
+            warmed = True
         stop = False
         for job in jobs:
             if not budget.allows(job.variant):
@@ -678,13 +713,15 @@ def cmd_table(a) -> int:
     expected = expected_counts(a.split, a.seeds)
     n_exp = sum(expected.values())
     n_runs = n_exp - sum(n for (v, _), n in expected.items() if v == "pnr_norevise")
+    cmd = " ".join(["python bench/quality.py table --jsonl", a.jsonl, *(["--md", a.md] if a.md else []),
+                    *(["--figure", a.figure] if a.figure else [])])
     settings = sorted({(r.get("preset"), json.dumps(r.get("steps")), json.dumps(r.get("config_overrides")),
                         r.get("device"), r.get("torch")) for r in recs})
     parts = [
         "# Quality benchmark (paper Tables 1-2) on the built-in domain",
         "",
-        f"Generated by `python bench/quality.py table --jsonl {a.jsonl}" + (f" --md {a.md}" if a.md else "") + (f" --figure {a.figure}" if a.figure else "") + "` from the committed JSONL "
-        f"({len(recs)} of {n_exp} results on the {a.split} split, from {n_runs} runs: pnr_norevise is read off the pnr runs"
+        f"Generated by `{cmd}` from the committed JSONL ({len(recs)} of {n_exp} results on the {a.split} split, "
+        f"from {n_runs} runs: pnr_norevise is read off the pnr runs"
         + (", **partial coverage: the numbers below are over the finished jobs only**" if len(recs) < n_exp else "")
         + "). Runs: `python bench/quality.py run` (see its docstring and the README).",
         "",
@@ -711,8 +748,15 @@ def cmd_table(a) -> int:
     ]
     for t in TYPES:
         parts += ["", f"## {t}", "", markdown_table(recs, t, expected)]
-    if a.figure:
-        parts += ["", "## Figure", "", f"![source | methods | ground truth]({a.figure})"]
+    if a.figure:  # (re)draw it from the thumbnails, next to the markdown, and link it
+        fig = (Path(a.md).parent if a.md else Path(".")) / a.figure
+        thumbs = Path(a.jsonl).parent / "thumbs"
+        if thumbs.is_dir() and any(thumbs.iterdir()):
+            cmd_figure(argparse.Namespace(jsonl=a.jsonl, thumbs=str(thumbs), out=str(fig), per_type=2, views=1,
+                                          methods=None, split=a.split))
+        parts += ["", "## Figure", "", "Rows: the first test edits of each type with thumbnails; columns: the "
+                  "fitted source, each method (seed 0), the exact ground-truth target.", "",
+                  f"![source | methods | ground truth]({a.figure})"]
     text = "\n".join(p for i, p in enumerate(parts) if p or (i and parts[i - 1])) + "\n"  # no double blanks
     if a.md:
         Path(a.md).parent.mkdir(parents=True, exist_ok=True)
@@ -796,6 +840,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--thumb-edits", type=int, default=2, help="edits per type with thumbnails for the figure")
     r.add_argument("--thumbs", default=None, help="thumbnail folder (default: <out dir>/thumbs)")
     r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    r.add_argument("--no-warm-up", action="store_true", help="skip the untimed warm-up edit before the first job")
     r.set_defaults(func=cmd_run)
     m = sub.add_parser("merge", help="fold the shard files into the results file")
     m.add_argument("--jsonl", default="bench/results/quality.jsonl")
@@ -805,7 +850,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--md", default=None, help="write here (default: print)")
     t.add_argument("--split", choices=("test", "dev"), default="test")
     t.add_argument("--seeds", type=int, default=2)
-    t.add_argument("--figure", default=None, help="figure path to link from the markdown (relative to it)")
+    t.add_argument("--figure", default=None, help="also draw the figure grid at this path (relative to --md) and link it")
     t.set_defaults(func=cmd_table)
     f = sub.add_parser("figure", help="PNG grid: source | each method | ground truth")
     f.add_argument("--jsonl", default="bench/results/quality.jsonl")

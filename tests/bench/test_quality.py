@@ -94,8 +94,9 @@ def test_run_resume_truncation_table_figure(tmp_path, tiny_prior):
     md = tmp_path / "quality.md"
     from pnr.cli import main as pnr_main
 
-    assert pnr_main(["bench", "quality", "table", "--jsonl", str(out), "--md", str(md)]) == 0
+    assert pnr_main(["bench", "quality", "table", "--jsonl", str(out), "--md", str(md), "--figure", "grid0.png"]) == 0
     text = md.read_text()
+    assert (tmp_path / "grid0.png").is_file() and "](grid0.png)" in text
     assert "4 of 1400 results" in text
     for row in ("| pnr | 1/200 |", "| pnr_norevise | 1/200 |", "| sds | 1/200 |", "| regen | 1/100 |",
                 "| pds | 0/100 |", "| pnr_fixed_0.4 | 0/100 |"):
@@ -150,3 +151,23 @@ def test_job_plan_and_methods():
     assert [e.edit_type for e in es[:5]] == list(Q.TYPES)  # interleaved: partial runs cover every type
     with pytest.raises(SystemExit):
         Q.parse_methods("foo")
+
+
+def test_a_diverged_run_is_a_finished_failure_and_keeps_its_edit_phase_snapshot(tmp_path, tiny_prior, monkeypatch):
+    import pnr.edit.loop as loop
+    from pnr.errors import NumericalError
+
+    real = loop.edit
+
+    def diverging(*args, **kw):  # the whole run happens (snapshot included), then the revise loss is NaN
+        real(*args, **kw)
+        raise NumericalError("the revise loss became nan at step 5")
+
+    monkeypatch.setattr(loop, "edit", diverging)
+    out = tmp_path / "q.jsonl"
+    assert Q.main(_run_args(out, tiny_prior, "pnr", "--no-warm-up", "--thumb-edits", "0")) == 0
+    norev, pnr = [json.loads(x) for x in _lines(out)]
+    assert norev["variant"] == "pnr_norevise" and norev["success"] and norev["metrics"]["a_lpips"] > 0
+    assert pnr["variant"] == "pnr" and pnr["success"] is False and pnr["metrics"] is None and "nan" in pnr["error"]
+    md = Q.markdown_table(list(Q.read_results(out).values()), None, Q.expected_counts("test"))
+    assert "| pnr | 1/200 | – | – | – | – | – | – | – | – | 0% |" in md
