@@ -85,6 +85,7 @@ def main(argv=None) -> int:
     ap.add_argument("--delta-min", type=float, default=None)
     ap.add_argument("--types", default=",".join(TYPES))
     ap.add_argument("--calib", type=int, default=0, help="extra dev edits per type for the η search only")
+    ap.add_argument("--calib-only", action="store_true", help="only the η search, on the first --calib dev edits per type")
     ap.add_argument("--paper-timing", action="store_true", help="also time one full `paper` preset edit")
     ap.add_argument("--res", type=int, default=96, help="figure resolution")
     a = ap.parse_args(argv)
@@ -117,30 +118,31 @@ def main(argv=None) -> int:
     turn_rows = []  # per type: source | PnR | SDS turntable frames
     for etype in a.types.split(","):
         es = [e for e in bench if e.edit_type == etype]
-        e = es[0]
-        t0 = time.time()
-        field, occ = fit_source(e.source, dev, a.fit_steps)
-        fit_s = time.time() - t0
         cfg = preset("paper", search_steps=a.search_steps, edit_steps=a.edit_steps, revise_steps=a.revise_steps,
                      **over)
-        pnr, pnr_s, text = run_one(e, cfg, field, occ)
-        sds_, sds_s, _ = run_one(e, replace(cfg, method="sds"), field, occ)
-        rows = [views_of(field, occ, a.res), views_of(pnr.field, pnr.occupancy, a.res),
-                views_of(sds_.field, sds_.occupancy, a.res), gt_views(e.target, a.res, dev)]
-        sheet = contact_sheet(np.concatenate(rows), cols=4)
-        save_png(out / f"edit_{etype}.png", sheet)
-        dl = loss_decrease(pnr.eta_trace, 10) if pnr.eta_trace else None
-        turn_rows.append(np.concatenate([views_of(field, occ, 64, 24), views_of(pnr.field, pnr.occupancy, 64, 24),
-                                         views_of(sds_.field, sds_.occupancy, 64, 24)], axis=2))  # [24, 64, 192, 3]
-        save_video(out / "edit_turntables.mp4", np.concatenate(turn_rows, axis=1), fps=8)
-        rec = {"id": e.id, "type": etype, "prompt": e.prompt, "source": e.source_caption, "target": e.target_caption,
-               "conditioning": text, "eta": pnr.eta, "delta_loss": dl, "eta_trace": pnr.eta_trace,
-               "fit_s": fit_s, "pnr_s": pnr_s, "pnr_phase_s": pnr.phase_seconds, "sds_s": sds_s,
-               "steps": [cfg.search_steps, cfg.edit_steps, cfg.revise_steps]}
-        record["edits"].append(rec)
-        print(json.dumps({k: v for k, v in rec.items() if k != "eta_trace"}), flush=True)
-        atomic_write_text(out / "showcase.json", json.dumps(record, indent=1))
-        for e2 in es[1:1 + a.calib]:  # η search only (same settings), for the Δ_min calibration
+        if not a.calib_only:  # figure edit: PnR and SDS on the first dev edit of the type
+            e = es[0]
+            t0 = time.time()
+            field, occ = fit_source(e.source, dev, a.fit_steps)
+            fit_s = time.time() - t0
+            pnr, pnr_s, text = run_one(e, cfg, field, occ)
+            sds_, sds_s, _ = run_one(e, replace(cfg, method="sds"), field, occ)
+            rows = [views_of(field, occ, a.res), views_of(pnr.field, pnr.occupancy, a.res),
+                    views_of(sds_.field, sds_.occupancy, a.res), gt_views(e.target, a.res, dev)]
+            sheet = contact_sheet(np.concatenate(rows), cols=4)
+            save_png(out / f"edit_{etype}.png", sheet)
+            dl = loss_decrease(pnr.eta_trace, 10) if pnr.eta_trace else None
+            turn_rows.append(np.concatenate([views_of(field, occ, 64, 24), views_of(pnr.field, pnr.occupancy, 64, 24),
+                                             views_of(sds_.field, sds_.occupancy, 64, 24)], axis=2))  # [24, 64, 192, 3]
+            save_video(out / "edit_turntables.mp4", np.concatenate(turn_rows, axis=1), fps=8)
+            rec = {"id": e.id, "type": etype, "prompt": e.prompt, "source": e.source_caption, "target": e.target_caption,
+                   "conditioning": text, "eta": pnr.eta, "delta_loss": dl, "eta_trace": pnr.eta_trace,
+                   "fit_s": fit_s, "pnr_s": pnr_s, "pnr_phase_s": pnr.phase_seconds, "sds_s": sds_s,
+                   "steps": [cfg.search_steps, cfg.edit_steps, cfg.revise_steps]}
+            record["edits"].append(rec)
+            print(json.dumps({k: v for k, v in rec.items() if k != "eta_trace"}), flush=True)
+            atomic_write_text(out / "showcase.json", json.dumps(record, indent=1))
+        for e2 in (es[:a.calib] if a.calib_only else es[1:1 + a.calib]):  # η search only (same settings), for the Δ_min calibration
             f2, o2 = fit_source(e2.source, dev, a.fit_steps)
             text2, _ = resolve_prompts(prior, e2.prompt, e2.source_caption, "pnr")
             c2 = replace(cfg, delta_min=cfg.delta_min or DELTA_MIN_BUILTIN)
