@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -67,11 +68,23 @@ def contact_sheet(frames, cols: int | None = None, pad: int = 2, bg: int = 255) 
 
 
 def save_video(path: str | Path, frames, fps: int = 24) -> None:
-    """MP4 (H.264 via the ffmpeg inside imageio-ffmpeg), written to a temp file then renamed."""
+    """MP4 (H.264 via the ffmpeg inside imageio-ffmpeg), written to a temp file then renamed. Without
+    imageio-ffmpeg (a minimal install), the frames go to PATH.npz instead, with a warning."""
     import imageio.v2 as imageio
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        import warnings
+
+        arr = np.stack([to_uint8(f)[..., :3] for f in frames])
+        buf = io.BytesIO()
+        np.savez_compressed(buf, frames=arr, fps=fps)
+        atomic_write_bytes(path.with_suffix(".npz"), buf.getvalue())
+        warnings.warn(f"imageio-ffmpeg is not installed: wrote the frames of {path.name} to {path.with_suffix('.npz').name}")
+        return
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     frames = [to_uint8(f)[..., :3] for f in frames]
     # H.264 wants even sizes
