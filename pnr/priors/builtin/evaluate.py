@@ -109,6 +109,24 @@ def read_attrs(clf: AttrClassifier, x: Tensor, y: Tensor) -> dict:
     return res
 
 
+@torch.no_grad()
+def read_with_encoder(encoder, rgb: Tensor, specs: list[grammar.ObjectSpec]) -> dict:
+    """Zero-shot reading by the domain encoder (pnr.metrics.attributes): rgb [B, 4, 3, S, S] in [0, 1] ->
+    {attr: {n, view_acc, object_acc, views_agree}} against the specs' true values."""
+    from pnr.metrics.attributes import read_attributes
+
+    hits: dict[str, list] = {}
+    for i, spec in enumerate(specs):
+        views = read_attributes(encoder, rgb[i].float().clamp(0, 1).cpu(), spec, per_view=True)
+        pooled = read_attributes(encoder, rgb[i].float().clamp(0, 1).cpu(), spec)
+        for a, vs in views.items():
+            truth = getattr(spec, a)
+            hits.setdefault(a, []).append((sum(v == truth for v in vs) / len(vs), pooled[a] == truth,
+                                           all(v == vs[0] for v in vs)))
+    return {a: {"n": len(h), "view_acc": sum(x[0] for x in h) / len(h), "object_acc": sum(x[1] for x in h) / len(h),
+                "views_agree": sum(x[2] for x in h) / len(h)} for a, h in hits.items()}
+
+
 def time_it(fn, reps: int, device) -> float:
     """Median seconds of fn() over reps (after 3 warm-ups)."""
     sync = (lambda: torch.cuda.synchronize()) if torch.device(device).type == "cuda" else (lambda: None)
@@ -143,7 +161,9 @@ def speed(prior, device, reps: int = 30) -> dict:
 
 def evaluate(prior_path, out: Path, n: int = 60, clf_seconds: float = 60.0, steps: int = 50,
              guidances: tuple[float, ...] = (3.0, 5.0),
-             device=None, seed: int = 0, measure_speed: bool = True) -> dict:
+             device=None, seed: int = 0, measure_speed: bool = True, reader: str = "classifier") -> dict:
+    """reader: "classifier" (trained here on exact renders for clf_seconds), "encoder" (the shipped domain
+    encoder, zero-shot; no training) or "both"."""
     from pnr.io import atomic_write_text, save_png
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -153,12 +173,22 @@ def evaluate(prior_path, out: Path, n: int = 60, clf_seconds: float = 60.0, step
     if measure_speed:
         report["speed"] = speed(prior, device)
         print(json.dumps(report["speed"]), flush=True)
-    clf = train_classifier(clf_seconds, device, pool_groups=4096 if torch.device(device).type == "cuda" else 16, seed=seed)
+    use_clf, use_enc = reader in ("classifier", "both"), reader in ("encoder", "both")
+    if use_clf:
+        clf = train_classifier(clf_seconds, device, pool_groups=4096 if torch.device(device).type == "cuda" else 16,
+                               seed=seed)
+    if use_enc:
+        from pnr.metrics.encoder import load_encoder
+
+        enc = load_encoder(None, "cpu")
     specs = sample_held_out_specs(n, seed=seed + 12345)
     y = attr_labels(specs).to(device)
     gen = torch.Generator().manual_seed(seed)
     x_real, c2w = render_groups(specs, 4, 64, gen, device, supersample=2)
-    report["classifier_on_renders"] = read_attrs(clf, x_real, y)
+    if use_clf:
+        report["classifier_on_renders"] = read_attrs(clf, x_real, y)
+    if use_enc:
+        report["encoder_on_renders"] = read_with_encoder(enc, (x_real + 1) / 2, specs)
     report["captions"] = [grammar.caption(s) for s in specs]
     samples = {}
     for gs in guidances:
@@ -166,8 +196,12 @@ def evaluate(prior_path, out: Path, n: int = 60, clf_seconds: float = 60.0, step
         g2 = torch.Generator().manual_seed(seed + 1)
         rgb = torch.cat([ddim_sample(prior, report["captions"][i:i + 32], c2w[i:i + 32], steps=steps,
                                      guidance_scale=gs, generator=g2) for i in range(0, n, 32)])
-        report[f"guidance_{gs:g}"] = {"sample_time_s": time.time() - t,
-                                      "classifier_on_samples": read_attrs(clf, rgb * 2 - 1, y)}
+        report[f"guidance_{gs:g}"] = {"sample_time_s": time.time() - t}
+        if use_clf:
+            report[f"guidance_{gs:g}"]["classifier_on_samples"] = read_attrs(clf, rgb * 2 - 1, y)
+        if use_enc:
+            report[f"guidance_{gs:g}"]["encoder_on_samples"] = read_with_encoder(enc, rgb, specs)
+        atomic_write_text(out / "eval.json", json.dumps(report, indent=1))
         samples[gs] = rgb
     # grids: rows of [4 real views | 4 sampled views] for the first 16 captions
     k = min(16, n)
@@ -175,11 +209,14 @@ def evaluate(prior_path, out: Path, n: int = 60, clf_seconds: float = 60.0, step
         rows = torch.cat([(x_real[:k] + 1) / 2, rgb[:k].float()], dim=1)  # [k, 8, 3, 64, 64]
         save_png(out / f"samples_vs_renders_g{gs:g}.png", rows.permute(0, 3, 1, 4, 2).reshape(k * 64, 8 * 64, 3).cpu())
     atomic_write_text(out / "eval.json", json.dumps(report, indent=1))
-    print("classifier_on_renders", {a: round(v["object_acc"], 3) for a, v in report["classifier_on_renders"].items()})
-    for gs in guidances:
-        r = report[f"guidance_{gs:g}"]["classifier_on_samples"]
-        print(f"samples g={gs:g} object_acc", {a: round(v["object_acc"], 3) for a, v in r.items()})
-        print(f"samples g={gs:g} view_acc", {a: round(v["view_acc"], 3) for a, v in r.items()}, flush=True)
+    for who in ("classifier", "encoder"):
+        if f"{who}_on_renders" not in report:
+            continue
+        print(f"{who}_on_renders", {a: round(v["object_acc"], 3) for a, v in report[f"{who}_on_renders"].items()})
+        for gs in guidances:
+            r = report[f"guidance_{gs:g}"][f"{who}_on_samples"]
+            print(f"{who}: samples g={gs:g} object_acc", {a: round(v["object_acc"], 3) for a, v in r.items()})
+            print(f"{who}: samples g={gs:g} view_acc", {a: round(v["view_acc"], 3) for a, v in r.items()}, flush=True)
     return report
 
 
@@ -192,8 +229,11 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--guidance", type=float, nargs="+", default=[3.0, 5.0])
     p.add_argument("--no-speed", action="store_true")
+    p.add_argument("--reader", choices=("classifier", "encoder", "both"), default="both")
+    p.add_argument("--device", default=None)
     a = p.parse_args(argv)
-    evaluate(a.prior, Path(a.out), a.n, a.clf_seconds, a.steps, tuple(a.guidance), measure_speed=not a.no_speed)
+    evaluate(a.prior, Path(a.out), a.n, a.clf_seconds, a.steps, tuple(a.guidance), device=a.device,
+             measure_speed=not a.no_speed, reader=a.reader)
 
 
 if __name__ == "__main__":
