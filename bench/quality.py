@@ -67,7 +67,7 @@ THUMB_VIEWS, THUMB_RES = 4, 64
 # metrics as recorded (flat) -> table columns
 METRIC_KEYS = ("clip_dir_sim", "clip_sim_target", "clip_dir_consistency", "lpips_to_source", "a_lpips",
                "a_lpips_source", "edited_attr_acc", "preservation", "psnr_to_target", "lpips_to_target",
-               "psnr_source_to_target", "source_read_acc", "coverage", "reference_coverage")
+               "psnr_source_to_target", "source_read_acc", "coverage", "reference_coverage", "haze")
 
 
 # ------------------------------------------------------------------------------------------- jobs
@@ -334,6 +334,7 @@ def evaluate_field(src: Source, field, occ, a, encoder) -> dict:
     flat["changed_attributes"] = gt.get("changed_attributes")
     flat["preservation_failures"] = gt.get("preservation_failures")
     flat["empty"], flat["exploded"], flat["finite"] = sanity.get("empty"), sanity.get("exploded"), sanity.get("finite")
+    flat["sanity_version"] = sanity.get("sanity_version", 1)
     nan = [k for k in METRIC_KEYS if isinstance(flat[k], float) and math.isnan(flat[k])]
     flat["success"] = bool(gt.get("success")) and not nan
     if nan:
@@ -706,6 +707,28 @@ def _reference_line(recs: list[dict]) -> str:
             f"{_cell(fit, None, '{:.2f}')} dB against exact renders of the source object.")
 
 
+def _sanity_note(recs: list[dict]) -> str:
+    """Which success test the records used (image_metrics.render_sanity, version 1 or 2)."""
+    v1 = [r for r in recs if r.get("metrics") and r["metrics"].get("sanity_version", 1) == 1]
+    if not v1:
+        return ("Success test v2: silhouette coverage against each frame's own background (border median), "
+                "so a faint haze in empty space is not an explosion; haze > 0.25 off the source's background "
+                "(fog) is.")
+    tinted: dict[str, int] = {}
+    for r in v1:
+        m = r["metrics"]
+        if m.get("exploded") and (m.get("coverage") or 0) >= 0.99:
+            tinted[r["variant"]] = tinted.get(r["variant"], 0) + 1
+    by = ", ".join(f"{v} {n}" for v, n in sorted(tinted.items(), key=lambda x: -x[1]))
+    return (f"**Success test caveat:** {len(v1)} of {len(recs)} records were scored with success test v1, which "
+            "measured coverage against the source's background colour, so a faint uniform tint of the empty "
+            "space (> 0.04, e.g. the thin haze a field regenerated from random init keeps) read as 100% "
+            f"coverage = \"exploded\" ({len(tinted)} variants with such v1 records at coverage ≥ 0.99: {by}; "
+            "that is why regen shows 0% success although its objects mostly keep the source's size). v2 "
+            "(image_metrics.render_sanity) measures the silhouette against each frame's own border; the JSONL "
+            "does not hold what v2 needs, so v1 records keep v1 until re-run (delete their lines and run again).")
+
+
 def cmd_table(a) -> int:
     from pnr.io import atomic_write_text
 
@@ -732,7 +755,7 @@ def cmd_table(a) -> int:
         "domain encoder; LPIPS src = perceptual distance (ST-LPIPS alex) to the source; A-LPIPS = between "
         "adjacent turntable frames; edit acc / preserve = ground-truth edited-attribute accuracy and "
         "preservation read by the domain encoder; PSNR / LPIPS tgt = distance to exact renders of the "
-        "ground-truth target; success = finite, not empty, not exploded (diverged runs count as failures "
+        "ground-truth target; success = finite, not empty, not exploded (see below; diverged runs count as failures "
         "and have no metrics); η = the perturbation used (auto for pnr); s/edit = seconds of the edit itself "
         "(η search + edit + revise; pnr_norevise: without the revise time), evaluation and source fit excluded.",
         "",
@@ -741,6 +764,8 @@ def cmd_table(a) -> int:
         else "No jobs finished yet.",
         "",
         _reference_line(recs),
+        "",
+        _sanity_note(recs) if recs else "",
         "",
         "## All edit types",
         "",
@@ -752,10 +777,11 @@ def cmd_table(a) -> int:
         fig = (Path(a.md).parent if a.md else Path(".")) / a.figure
         thumbs = Path(a.jsonl).parent / "thumbs"
         if thumbs.is_dir() and any(thumbs.iterdir()):
-            cmd_figure(argparse.Namespace(jsonl=a.jsonl, thumbs=str(thumbs), out=str(fig), per_type=2, views=1,
+            cmd_figure(argparse.Namespace(jsonl=a.jsonl, thumbs=str(thumbs), out=str(fig), per_type=2, views=2,
                                           methods=None, split=a.split))
         parts += ["", "## Figure", "", "Rows: the first test edits of each type with thumbnails; columns: the "
-                  "fitted source, each method (seed 0), the exact ground-truth target.", "",
+                  "fitted source, each method with thumbnails so far (seed 0), the exact ground-truth target; "
+                  "each cell: the first two of the 4 thumbnail views (90° apart on the eval orbit, 64 px).", "",
                   f"![source | methods | ground truth]({a.figure})"]
     text = "\n".join(p for i, p in enumerate(parts) if p or (i and parts[i - 1])) + "\n"  # no double blanks
     if a.md:
@@ -782,6 +808,8 @@ def cmd_figure(a) -> int:
         rows += have[:a.per_type]
     if not rows:
         raise SystemExit(f"quality figure: no thumbnails under {thumbs} (run `quality.py run` first)")
+    # method columns without any thumbnail yet (e.g. variants not run so far) are left out
+    cols = [c for c in cols if c in ("source", "target") or any((thumbs / e.id / f"{c}.png").is_file() for e in rows)]
     v, s = a.views, THUMB_RES
     label_w, head_h, pad = 150, 16, 2
     cell_w = v * s

@@ -51,17 +51,38 @@ def foreground_fraction(frames: torch.Tensor, background: float | torch.Tensor =
     return ((f - bg).abs().amax(1) > tol).float().mean((1, 2))
 
 
-def render_sanity(frames: torch.Tensor, reference: torch.Tensor | None = None, background: float | torch.Tensor = 1.0) -> dict:
+SANITY_VERSION = 2  # 1: coverage against the source's background colour (any uniform tint > tol read as 100%)
+
+
+def border_background(frames: torch.Tensor) -> torch.Tensor:
+    """Each frame's own background colour: the per-channel median of its 1-pixel border -> [V,3]."""
+    f = as_float_chw(frames).float()
+    border = torch.cat([f[:, :, 0, :], f[:, :, -1, :], f[:, :, :, 0], f[:, :, :, -1]], -1)  # [V,3,4W]
+    return border.median(-1).values
+
+
+def render_sanity(frames: torch.Tensor, reference: torch.Tensor | None = None, background: float | torch.Tensor = 1.0,
+                  tol: float = 0.04, fog: float = 0.25) -> dict:
     """Success checks on an edit's turntable: finite, not empty, not exploded.
 
+    coverage: fraction of pixels that differ (> tol in some channel) from the frame's OWN background, the
+    median of its border, so a faint uniform tint of the empty space (a thin haze, a shifted background
+    colour, e.g. a field regenerated from random init) does not count as object. (Version 1 measured it
+    against the source's `background`, so any tint > tol read as 100% coverage and "exploded".)
+    haze: how far the frames' own background is from `background` (max channel, max over frames).
+    reference_coverage: the reference's coverage against `background`.
     empty: the object covers < 0.5% of the pixels on average (or < 10% of the reference's coverage).
-    exploded: it covers > 90% of the pixels, or > 3x the reference's coverage when that is under 30%.
+    exploded: it covers > 90% of the pixels, or > 3x the reference's coverage when that is under 30%, or
+    haze > fog (the border itself is covered: opaque fog, or an object filling the frame).
     """
-    f = as_float_chw(frames).float()
-    finite = bool(torch.isfinite(f).all())
-    cov = foreground_fraction(torch.nan_to_num(f, nan=0.5), background).mean().item()
-    ref = foreground_fraction(reference, background).mean().item() if reference is not None else None
+    f = torch.nan_to_num(as_float_chw(frames).float(), nan=0.5)
+    finite = bool(torch.isfinite(as_float_chw(frames).float()).all())
+    own = border_background(f)  # [V,3]
+    cov = ((f - own[:, :, None, None]).abs().amax(1) > tol).float().mean().item()
+    bg = background.float().to(own).view(1, 3) if torch.is_tensor(background) else torch.full_like(own, float(background))
+    haze = (own - bg).abs().amax().item()
+    ref = foreground_fraction(reference, background, tol).mean().item() if reference is not None else None
     empty = cov < 0.005 or (ref is not None and cov < 0.1 * ref)
-    exploded = cov > 0.9 or (ref is not None and ref < 0.3 and cov > 3.0 * ref)
-    return {"finite": finite, "coverage": cov, "reference_coverage": ref, "empty": empty, "exploded": exploded,
-            "success": finite and not empty and not exploded}
+    exploded = cov > 0.9 or (ref is not None and ref < 0.3 and cov > 3.0 * ref) or haze > fog
+    return {"finite": finite, "coverage": cov, "reference_coverage": ref, "haze": haze, "empty": empty,
+            "exploded": exploded, "success": finite and not empty and not exploded, "sanity_version": SANITY_VERSION}

@@ -111,7 +111,12 @@ def test_run_resume_truncation_table_figure(tmp_path, tiny_prior):
     from PIL import Image
 
     w, h = Image.open(png).size
-    assert h > 64 and w > 13 * 64
+    # columns: source, the 4 variants with thumbnails (pnr, pnr_norevise, sds, regen), target; the
+    # variants not run yet (pds, idu, the fixed η) are left out; label 150 px, cells 64 px + 2 px pad
+    assert h > 64 and w == 150 + 6 * (64 + 2)
+    # new records carry the success test version (v2: coverage against the frame's own background)
+    assert all(r["metrics"]["sanity_version"] == 2 and "haze" in r["metrics"] for r in recs)
+    assert "Success test v2" in text
 
 
 def test_max_minutes_stops_before_the_first_job(tmp_path, tiny_prior):

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from pnr.metrics.image_metrics import a_lpips, lpips_mean, psnr, render_sanity
+from pnr.metrics.image_metrics import a_lpips, foreground_fraction, lpips_mean, psnr, render_sanity
 
 
 def _frames(n=3, res=32, seed=0):
@@ -41,3 +41,30 @@ def test_render_sanity_flags_empty_exploded_and_nan():
     bad[0, 0, 10, 10] = float("nan")
     r = render_sanity(bad, ref)
     assert not r["finite"] and not r["success"]
+
+
+def test_render_sanity_faint_background_tint_is_not_exploded():
+    """Regression (issue 7): a regen (η = 1) field keeps a thin haze in empty space, ~6-14% off the source's
+    white; v1 measured coverage against the source's background, read every pixel as object (coverage 1.0)
+    and flagged the edit as exploded although the object had the source's size."""
+    ref = _frames(res=64)  # object: 16x16 of 64x64 pixels
+    g = torch.Generator().manual_seed(1)
+    tinted = ref.clone()
+    bgmask = (ref == 1.0).all(1, keepdim=True).expand_as(ref)
+    haze = 0.9 + 0.01 * torch.rand(ref.shape, generator=g)  # faint, slightly mottled bluish-gray haze
+    haze[:, 2] += 0.05
+    tinted[bgmask] = haze[bgmask]
+    r = render_sanity(tinted, ref)
+    assert r["success"] and not r["exploded"] and not r["empty"], r
+    assert abs(r["coverage"] - r["reference_coverage"]) < 0.02 and 0.05 < r["haze"] < 0.15
+    assert foreground_fraction(tinted).mean() == 1.0  # what v1 read as coverage -> "exploded"
+    # the same haze around an object 5x the source's area is still exploded
+    big = tinted.clone()
+    big[:, :, 4:40, 4:40] = ref[:, :, 16:17, 16:17]
+    r = render_sanity(big, ref)
+    assert r["exploded"] and r["coverage"] > 3 * r["reference_coverage"] and r["haze"] < 0.25
+    # opaque fog over the whole frame (the border itself covered) is exploded even with a visible object
+    fog = ref.clone()
+    fog[bgmask] = 0.55
+    r = render_sanity(fog, ref)
+    assert r["exploded"] and r["haze"] > 0.25 and not r["success"]
