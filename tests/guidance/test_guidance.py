@@ -58,7 +58,7 @@ def test_an_sds_step_on_a_field_lowers_the_surrogate():
     before.backward()
     opt.step()
     after = loss()
-    assert float(after) < 0.9 * float(before)
+    assert after.item() < 0.9 * before.item()
 
 
 def test_pds_closed_form_and_zero_when_source_equals_target():
