@@ -1,7 +1,7 @@
 """Where an edit step's time goes, and the whole edit's time, each part set against its floor.
 
     PYTHONUNBUFFERED=1 python bench/edit_speed.py [--device cuda] [--object "a red mug"] [--prompt "a blue mug"]
-        [--fit-steps 300] [--fraction 0.1] [--preset paper] [--json out.json]
+        [--fit-steps 300] [--fraction 0.1] [--preset paper] [--json out.json] [--profile prof.txt]
 
 1. Source: the domain object rendered exactly (pnr.data.domain), a field fitted to it (pnr.fit).
 2. Samples per ray: the renderer with occupancy skipping + early termination against the uniform
@@ -214,6 +214,51 @@ def whole_edit(field, occ, guide: Guide, cfg, fraction: float, dev) -> dict:
             "mean_step_s": mean, "paper_counts": counts, "estimated_whole_edit_s": est, "eta": res.eta}
 
 
+def graph_check(prior, guide: Guide, dev, reps: int = 20) -> dict:
+    """CUDA-graph replay vs eager for the CFG'd 4-view prior forward: max abs difference and time each."""
+    from pnr.priors.base import predict_eps_cfg
+
+    v = int(getattr(prior, "num_views", 1))
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, v, 3, prior.image_size, prior.image_size, generator=g).to(dev)
+    t = torch.full((1,), 0.5, device=dev)
+    c2w = random_orbit_views(1, v, generator=g, res=64).c2w.view(1, v, 4, 4).to(dev)
+    out, ms = {}, {}
+    for mode in (False, True):
+        prior.use_cuda_graphs = mode
+        with torch.no_grad():
+            eps = predict_eps_cfg(prior, x, t, guide.cond, guide.uncond, c2w, 7.5)
+            for _ in range(3):
+                predict_eps_cfg(prior, x, t, guide.cond, guide.uncond, c2w, 7.5)
+            sync(dev)
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                predict_eps_cfg(prior, x, t, guide.cond, guide.uncond, c2w, 7.5)
+            sync(dev)
+        out[mode], ms[mode] = eps.float(), (time.perf_counter() - t0) / reps * 1e3
+    prior.use_cuda_graphs = True
+    return {"max_abs_diff": float((out[True] - out[False]).abs().max()), "eager_ms": ms[False], "graph_ms": ms[True],
+            "bit_equal": bool(torch.equal(out[True], out[False]))}
+
+
+def profile_edit(field, occ, guide: Guide, cfg, dev, rows: int = 30) -> str:
+    """torch.profiler tables over a few steps of each phase of edit() (after a warm-up run)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    small = replace(cfg, search_steps=0, eta=0.2, edit_steps=8, revise_steps=8, milestone=0.5,
+                    checkpoint_every=10**9)
+    edit(field, occ, guide, small, out_dir=None, progress=False)  # warm-up: graphs, kernels, perceptual net
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        edit(field, occ, guide, small, out_dir=None, progress=False)
+        sync(dev)
+    ka = prof.key_averages()
+    txt = ka.table(sort_by="self_cpu_time_total", row_limit=rows)
+    if dev.type == "cuda":
+        txt += "\n" + ka.table(sort_by="self_cuda_time_total", row_limit=rows)
+    return txt
+
+
 def load_prior(dev, tiny: bool = False):
     from pnr.priors.builtin.model import PriorConfig
     from pnr.priors.builtin.prior import SHIPPED, BuiltinPrior, load_builtin_prior
@@ -240,6 +285,7 @@ def main() -> None:
     ap.add_argument("--fit-rays", type=int, default=4096)
     ap.add_argument("--tiny-prior", action="store_true", help="code-path check only: tiny random prior")
     ap.add_argument("--json", default="")
+    ap.add_argument("--profile", default="", help="write torch.profiler tables of 16 edit steps to this file")
     a = ap.parse_args()
     dev = torch.device(a.device)
     torch.manual_seed(0)
@@ -262,6 +308,13 @@ def main() -> None:
     rec["prior"] = {"weights": how, "params": sum(p.numel() for p in prior.parameters()),
                     "dtype": str(next(prior.parameters()).dtype)}
     guide = Guide(prior, prior.encode_text([a.prompt]), prior.null_text(1), None, field, occ, 1.0)
+    if dev.type == "cuda":
+        rec["cuda_graph_check"] = graph_check(prior, guide, dev)
+        print("cuda graph vs eager prior forward:", json.dumps(rec["cuda_graph_check"]), flush=True)
+    if a.profile:
+        with open(a.profile, "w") as fh:
+            fh.write(profile_edit(field, occ, guide, cfg, dev))
+        print("profile written to", a.profile, flush=True)
     rec["breakdown"] = []
     for res in (cfg.res_low, cfg.res_high):
         work = type(field)(field.cfg, device=dev)

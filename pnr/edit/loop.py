@@ -77,7 +77,7 @@ def _optimizer(field: Field, cfg: EditConfig) -> torch.optim.Optimizer:
     enc = [p for n, p in field.named_parameters() if n.startswith("encoding")]
     rest = [p for n, p in field.named_parameters() if not n.startswith("encoding")]
     return torch.optim.Adam([{"params": enc, "lr": cfg.lr_encoding}, {"params": rest, "lr": cfg.lr_mlp}],
-                            betas=(0.9, 0.99), eps=1e-15)
+                            betas=(0.9, 0.99), eps=1e-15, fused=field.device.type == "cuda")  # fused: 1 kernel
 
 
 def _views(guide: Guide, cfg: EditConfig) -> int:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from pnr.guidance.sds import surrogate_loss
+from pnr import rng
 from pnr.priors.base import Denoiser, predict_eps_cfg
 
 
@@ -57,8 +58,8 @@ def pds(den: Denoiser, x_tgt: Tensor, x_src: Tensor, cond_tgt: Any, cond_src: An
         guidance_scale: float, t_idx: Tensor, tp_idx: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
     """x_tgt: [B, V, C, h, w] current renders (requires grad), x_src: same cameras rendered from θ_src.
     t_idx, tp_idx: [B] discrete steps (see `pds_timesteps`). Returns {"loss", "grad", "t"}."""
-    eps = torch.randn(x_tgt.shape, generator=generator).to(x_tgt.device)
-    eps_prev = torch.randn(x_tgt.shape, generator=generator).to(x_tgt.device)
+    eps = rng.randn(x_tgt.shape, generator, x_tgt.device)
+    eps_prev = rng.randn(x_tgt.shape, generator, x_tgt.device)
     with torch.no_grad():
         z_tgt = _z(den, x_tgt.detach().float(), cond_tgt, uncond, c2w, t_idx, tp_idx, eps, eps_prev, guidance_scale)
         z_src = _z(den, x_src.detach().float(), cond_src, uncond, c2w, t_idx, tp_idx, eps, eps_prev, guidance_scale)

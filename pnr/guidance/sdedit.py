@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pnr import rng
 from pnr.priors.base import Denoiser, predict_eps_cfg
 
 
@@ -21,7 +22,7 @@ def sdedit(den: Denoiser, x0: Tensor, t_start: float, cond: Any, uncond: Any, c2
     acp = sched.alphas_cumprod.to(x0.device, torch.float32)
     i0 = int(sched.index(torch.tensor(float(t_start))))
     idx = torch.unique_consecutive(torch.linspace(i0, 0, max(steps, 1) + 1).round().long())
-    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    noise = rng.randn(x0.shape, generator, x0.device)
     x = acp[i0].sqrt() * x0.float() + (1 - acp[i0]).sqrt() * noise
     b = x0.shape[0]
     for k in range(len(idx) - 1):

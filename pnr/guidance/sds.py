@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pnr import rng
 from pnr.priors.base import Denoiser, predict_eps_cfg
 
 
@@ -42,7 +43,7 @@ def sds(den: Denoiser, x: Tensor, cond: Any, uncond: Any, c2w: Tensor, t: Tensor
     """One SDS evaluation. x: [B, V, C, h, w] (requires grad), t: [B] in [0, 1], c2w: [B, V, 4, 4].
     x0_range clamps D's x0 estimate to [-r, r] (pixel-space priors). Returns {"loss", "grad", "t"}."""
     if noise is None:
-        noise = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
+        noise = rng.randn(x.shape, generator, x.device).to(x.dtype)
     alpha, sigma = den.schedule.alpha_sigma(t.to(x.device))
     a, s = expand_t(alpha, x), expand_t(sigma, x)
     with torch.no_grad():

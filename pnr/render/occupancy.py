@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from pnr import rng
+
 
 @dataclass
 class OccupancyConfig:
@@ -51,7 +53,7 @@ class OccupancyGrid:
     def _cell_points(self, cells: Tensor, generator: torch.Generator | None) -> Tensor:
         r = self.resolution
         ijk = torch.stack([cells % r, (cells // r) % r, cells // (r * r)], dim=-1).float()
-        jitter = torch.rand(cells.shape[0], 3, generator=generator, device="cpu").to(cells.device)
+        jitter = rng.rand((cells.shape[0], 3), generator, cells.device)
         return ((ijk + jitter) / r * 2 - 1) * self.bound
 
     @torch.no_grad()
@@ -69,10 +71,10 @@ class OccupancyGrid:
             cells = torch.arange(n, device=dev)
         else:
             k = n // 4
-            rnd = torch.randint(0, n, (k,), generator=generator).to(dev)
+            rnd = rng.randint(n, (k,), generator, dev)
             occ = self.occupied.nonzero()[:, 0]
             if occ.numel() > k:
-                occ = occ[torch.randint(0, occ.numel(), (k,), generator=generator).to(dev)]
+                occ = occ[rng.randint(occ.numel(), (k,), generator, dev)]
             cells = torch.cat([rnd, occ])
         x = self._cell_points(cells, generator)
         new = torch.cat([field.density(x[i:i + chunk]).float() for i in range(0, x.shape[0], chunk)])

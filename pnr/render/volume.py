@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from pnr import rng
 from pnr.render.cameras import Cameras, generate_rays
 
 
@@ -45,7 +46,7 @@ def render_rays(field, origins: Tensor, dirs: Tensor, occupancy=None, num_sample
             break
         k = min(segment, num_samples - s0)
         r = ridx.numel()
-        u = (torch.rand(r, k, generator=generator, device="cpu").to(dev) if perturb
+        u = (rng.rand((r, k), generator, dev) if perturb
              else torch.full((r, k), 0.5, device=dev))
         ts = near[ridx, None] + (torch.arange(s0, s0 + k, device=dev)[None] + u) * delta[ridx, None]  # [r, k]
         o, d = origins[ridx], dirs[ridx]

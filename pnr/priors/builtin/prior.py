@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pnr import cuda_graph
 from pnr.errors import CheckpointError
 from pnr.priors.base import NoiseSchedule
 from pnr.priors.builtin.model import MultiViewUNet, PriorConfig
@@ -49,6 +50,14 @@ class BuiltinPrior(nn.Module):
         self.num_views = cfg.num_views
         self.image_size = cfg.image_size
         self.schedule = make_schedule(cfg)
+        # no-grad CUDA calls replay captured graphs (launch-bound network, docs/speed.md); off: PNR_NO_CUDA_GRAPHS=1
+        self.use_cuda_graphs = True
+        self._graphs = cuda_graph.GraphCache(self._eps)
+
+    def _apply(self, fn, recurse=True):  # .to() / .half() reallocate the weights the graphs point at
+        if hasattr(self, "_graphs"):
+            self._graphs.clear()
+        return super()._apply(fn, recurse)
 
     @property
     def device(self) -> torch.device:
@@ -89,7 +98,14 @@ class BuiltinPrior(nn.Module):
         t = t.to(x_t.device).float().expand(x_t.shape[0]) if t.dim() <= 1 else t
         # the network sees the discrete step the schedule uses for alpha/sigma
         t_idx = self.schedule.index(t).float() / (self.schedule.num_steps - 1)
-        eps = self.unet(x_t.to(self._dtype()), t_idx, cond["tokens"].to(self._dtype()), cond["mask"], c2w)
+        args = (x_t, t_idx.to(x_t.device), cond["tokens"], cond["mask"], c2w.to(x_t.device))
+        if (x_t.is_cuda and self.use_cuda_graphs and cuda_graph.enabled() and not torch.is_grad_enabled()
+                and not torch.cuda.is_current_stream_capturing()):
+            return self._graphs(*args)
+        return self._eps(*args)
+
+    def _eps(self, x_t: Tensor, t_idx: Tensor, tokens: Tensor, mask: Tensor, c2w: Tensor) -> Tensor:
+        eps = self.unet(x_t.to(self._dtype()), t_idx, tokens.to(self._dtype()), mask, c2w)
         return eps.to(x_t.dtype)
 
     def _dtype(self) -> torch.dtype:
