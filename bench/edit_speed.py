@@ -134,8 +134,10 @@ def step_breakdown(field, occ, guide: Guide, cfg, dev, res: int, steps: int, cei
         if flops_prior is None:
             from torch.utils.flop_counter import FlopCounterMode
 
+            graphs, prior.use_cuda_graphs = getattr(prior, "use_cuda_graphs", False), False  # count eager ops
             with FlopCounterMode(display=False) as fc:
                 sds(prior, x, guide.cond, guide.uncond, c2w, t, cfg.guidance_scale, x0_range=1.0, generator=g)
+            prior.use_cuda_graphs = graphs
             flops_prior = fc.get_total_flops()
             sync(dev)
             t1 = time.perf_counter()

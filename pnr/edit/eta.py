@@ -24,7 +24,8 @@ def eta_from_decrease(delta_loss: float, delta_min: float, eta_max: float = 0.6)
     ΔL = -Δ_min gives 0, ΔL = 0 gives η_max / 2, ΔL -> +inf gives η_max."""
     if delta_min <= 0:
         raise ValueError(f"delta_min must be > 0, got {delta_min}")
-    return max(0.0, eta_max * (1.0 - math.pow(2.0, -(delta_loss + delta_min) / delta_min)))
+    # a decrease far beyond Δ_min gives η = 0; cap the exponent so 2^x cannot overflow a float
+    return max(0.0, eta_max * (1.0 - math.pow(2.0, min(-(delta_loss + delta_min) / delta_min, 64.0))))
 
 
 def choose_eta(step_fn: Callable[[int], float], steps: int = 50, delta_min: float = 1000.0, eta_max: float = 0.6,

@@ -30,22 +30,49 @@ def trunc_exp(x: Tensor) -> Tensor:
     return _TruncExp.apply(x)
 
 
+# Real spherical harmonics, bands 0..3, as polynomials in the unit direction (x, y, z):
+# basis k = sum of coef * monomial, monomials named by their axes ("" = 1, "xy" = x*y, ...)
+_SH_POLY: list[dict[str, float]] = [
+    {"": 0.28209479177387814},
+    {"y": -0.4886025119029199}, {"z": 0.4886025119029199}, {"x": -0.4886025119029199},
+    {"xy": 1.0925484305920792}, {"yz": -1.0925484305920792},
+    {"zz": 2 * 0.31539156525252005, "xx": -0.31539156525252005, "yy": -0.31539156525252005},
+    {"xz": -1.0925484305920792}, {"xx": 0.5462742152960396, "yy": -0.5462742152960396},
+    {"xxy": -3 * 0.5900435899266435, "yyy": 0.5900435899266435},
+    {"xyz": 2.890611442640554},
+    {"yzz": -4 * 0.4570457994644658, "xxy": 0.4570457994644658, "yyy": 0.4570457994644658},
+    {"zzz": 2 * 0.3731763325901154, "xxz": -3 * 0.3731763325901154, "yyz": -3 * 0.3731763325901154},
+    {"xzz": -4 * 0.4570457994644658, "xxx": 0.4570457994644658, "xyy": 0.4570457994644658},
+    {"xxz": 1.445305721320277, "yyz": -1.445305721320277},
+    {"xxx": -0.5900435899266435, "xyy": 3 * 0.5900435899266435},
+]
+_SH_MATRIX: dict[tuple, Tensor] = {}
+
+
+def _sh_matrix(n_coeffs: int, device, dtype) -> Tensor:
+    """[40, n_coeffs]: rows = monomials [1, d_i (3), d_i d_j (9), d_i d_j d_l (27)], i, j, l in x, y, z order."""
+    key = (n_coeffs, str(device), dtype)
+    if key not in _SH_MATRIX:
+        m = torch.zeros(40, n_coeffs, dtype=torch.float64)
+        for k, poly in enumerate(_SH_POLY[:n_coeffs]):
+            for mono, c in poly.items():
+                ax = ["xyz".index(a) for a in mono]
+                row = {0: 0, 1: 1 + ax[0] if ax else 0, 2: 4 + 3 * ax[0] + ax[1] if len(ax) == 2 else 0,
+                       3: 13 + 9 * ax[0] + 3 * ax[1] + ax[2] if len(ax) == 3 else 0}[len(ax)]
+                m[row, k] += c
+        _SH_MATRIX[key] = m.to(device=device, dtype=dtype)
+    return _SH_MATRIX[key]
+
+
 def sh_encode(d: Tensor, n_coeffs: int = 16) -> Tensor:
-    """Real spherical harmonics of unit directions d: [N, 3] -> [N, n_coeffs] (bands 0..3: 1, 4, 9 or 16)."""
-    x, y, z = d.unbind(-1)
-    xx, yy, zz = x * x, y * y, z * z
-    out = [torch.full_like(x, 0.28209479177387814)]
-    if n_coeffs > 1:
-        out += [-0.4886025119029199 * y, 0.4886025119029199 * z, -0.4886025119029199 * x]
-    if n_coeffs > 4:
-        out += [1.0925484305920792 * x * y, -1.0925484305920792 * y * z, 0.31539156525252005 * (2 * zz - xx - yy),
-                -1.0925484305920792 * x * z, 0.5462742152960396 * (xx - yy)]
-    if n_coeffs > 9:
-        out += [-0.5900435899266435 * y * (3 * xx - yy), 2.890611442640554 * x * y * z,
-                -0.4570457994644658 * y * (4 * zz - xx - yy), 0.3731763325901154 * z * (2 * zz - 3 * xx - 3 * yy),
-                -0.4570457994644658 * x * (4 * zz - xx - yy), 1.445305721320277 * z * (xx - yy),
-                -0.5900435899266435 * x * (xx - 3 * yy)]
-    return torch.stack(out[:n_coeffs], dim=-1)
+    """Real spherical harmonics of unit directions d: [N, 3] -> [N, n_coeffs] (bands 0..3: 1, 4, 9 or 16).
+    Evaluated as monomials @ coefficient matrix: 5 kernels instead of ~45 elementwise ones (the render is
+    launch-bound on a GPU, docs/speed.md)."""
+    n = d.shape[0]
+    d2 = (d[:, :, None] * d[:, None, :]).reshape(n, 9)
+    d3 = (d2[:, :, None] * d[:, None, :]).reshape(n, 27)
+    mono = torch.cat([torch.ones_like(d[:, :1]), d, d2, d3], dim=-1)  # [N, 40]
+    return mono @ _sh_matrix(n_coeffs, d.device, d.dtype)
 
 
 class Field(nn.Module):

@@ -27,11 +27,15 @@ def ray_box(origins: Tensor, dirs: Tensor, bound: float) -> tuple[Tensor, Tensor
 
 def render_rays(field, origins: Tensor, dirs: Tensor, occupancy=None, num_samples: int = 128,
                 perturb: bool = False, generator: torch.Generator | None = None, bg_color: Tensor | None = None,
-                segment: int = 32, t_eps: float = 1e-4) -> dict[str, Tensor]:
+                segment: int | None = None, t_eps: float = 1e-4) -> dict[str, Tensor]:
     """origins, dirs: [R, 3] (dirs unit) -> {"rgb": [R, 3], "opacity": [R], "depth": [R],
     "samples_per_ray": scalar (samples actually evaluated / R)}. bg_color: [3] or [R, 3] overrides
-    the field's background (fitting uses random colours so opacity must match alpha)."""
+    the field's background (fitting uses random colours so opacity must match alpha).
+    segment None: 32 samples on the CPU (FLOP-bound: early termination pays), the whole ray on a GPU
+    (launch-bound: one segment halves the kernels; occupancy skipping still applies)."""
     R, dev = origins.shape[0], origins.device
+    if segment is None:
+        segment = num_samples if dev.type == "cuda" else 32
     near, far, hit = ray_box(origins, dirs, field.cfg.bound)
     delta = torch.where(hit, far - near, torch.zeros_like(far)) / num_samples  # [R]
     T = torch.ones(R, device=dev)  # transmittance carried between segments (differentiable)
@@ -77,7 +81,7 @@ def render_rays(field, origins: Tensor, dirs: Tensor, occupancy=None, num_sample
 
 def render(field, cams: Cameras, occupancy=None, num_samples: int = 128, perturb: bool = False,
            generator: torch.Generator | None = None, bg_color: Tensor | None = None, chunk: int = 1 << 16,
-           segment: int = 32, t_eps: float = 1e-4) -> dict[str, Tensor]:
+           segment: int | None = None, t_eps: float = 1e-4) -> dict[str, Tensor]:
     """Render all pixels of all cameras: {"rgb": [B, H, W, 3], "opacity": [B, H, W], "depth": [B, H, W],
     "samples_per_ray": scalar}. Differentiable w.r.t. the field; `chunk` bounds rays per field call
     (under torch.no_grad it bounds memory; with grad the graph of every chunk is kept)."""

@@ -37,3 +37,9 @@ def test_choose_eta_on_a_known_trace():
     assert dl == pytest.approx(-800.0)
     assert eta == pytest.approx(0.6 * (1 - math.pow(2, -200 / 1000)))
     assert got == trace and seen == list(range(50))
+
+
+def test_a_decrease_far_beyond_delta_min_gives_zero_not_an_overflow():
+    # a search whose loss fell by 10^6 x Δ_min once raised OverflowError in 2^x (quality benchmark, H100)
+    assert eta_from_decrease(-1e9, 281.0, 0.6) == 0.0
+    assert eta_from_decrease(-3 * 281.0, 281.0, 0.6) == 0.0

@@ -61,3 +61,31 @@ def test_density_is_zero_outside_the_box():
     x = torch.tensor([[1.5, 0.0, 0.0], [0.0, 0.0, -1.01], [0.2, 0.1, 0.0]])
     s = f.density(x)
     assert s[0] == 0 and s[1] == 0 and s[2] > 0
+
+
+def _sh_by_formula(d: torch.Tensor, n: int) -> torch.Tensor:
+    """The band 0-3 real SH written out term by term (what sh_encode's coefficient matrix must equal)."""
+    x, y, z = d.unbind(-1)
+    xx, yy, zz = x * x, y * y, z * z
+    out = [torch.full_like(x, 0.28209479177387814), -0.4886025119029199 * y, 0.4886025119029199 * z,
+           -0.4886025119029199 * x, 1.0925484305920792 * x * y, -1.0925484305920792 * y * z,
+           0.31539156525252005 * (2 * zz - xx - yy), -1.0925484305920792 * x * z, 0.5462742152960396 * (xx - yy),
+           -0.5900435899266435 * y * (3 * xx - yy), 2.890611442640554 * x * y * z,
+           -0.4570457994644658 * y * (4 * zz - xx - yy), 0.3731763325901154 * z * (2 * zz - 3 * xx - 3 * yy),
+           -0.4570457994644658 * x * (4 * zz - xx - yy), 1.445305721320277 * z * (xx - yy),
+           -0.5900435899266435 * x * (xx - 3 * yy)]
+    return torch.stack(out[:n], dim=-1)
+
+
+@pytest.mark.parametrize("n", [1, 4, 9, 16])
+def test_sh_encode_matrix_form_equals_the_formulas(n):
+    from pnr.field.field import sh_encode
+
+    d = torch.nn.functional.normalize(torch.randn(5000, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)), dim=-1)
+    assert torch.allclose(sh_encode(d, n), _sh_by_formula(d, n), atol=1e-12, rtol=0)
+    assert torch.allclose(sh_encode(d.float(), n).double(), _sh_by_formula(d, n), atol=1e-6, rtol=0)
+    # orthonormal on the sphere: the Monte-Carlo Gram matrix of 4π-weighted samples is ~ identity
+    big = torch.nn.functional.normalize(torch.randn(400_000, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)), dim=-1)
+    y = sh_encode(big, n)
+    gram = 4 * torch.pi * (y.T @ y) / big.shape[0]
+    assert torch.allclose(gram, torch.eye(n, dtype=torch.float64), atol=0.02)
