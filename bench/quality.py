@@ -724,7 +724,8 @@ def _sanity_note(recs: list[dict]) -> str:
             "measured coverage against the source's background colour, so a faint uniform tint of the empty "
             "space (> 0.04, e.g. the thin haze a field regenerated from random init keeps) read as 100% "
             f"coverage = \"exploded\" ({len(tinted)} variants with such v1 records at coverage ≥ 0.99: {by}; "
-            "that is why regen shows 0% success although its objects mostly keep the source's size). v2 "
+            "such records count as failures in the success column; the first session's 12 regen records, all "
+            "failed this way, were deleted and are re-run under v2). v2 "
             "(image_metrics.render_sanity) measures the silhouette against each frame's own border; the JSONL "
             "does not hold what v2 needs, so v1 records keep v1 until re-run (delete their lines and run again).")
 
