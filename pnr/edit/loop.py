@@ -89,12 +89,17 @@ def _cams(cfg: EditConfig, v: int, res: int, g: torch.Generator, device) -> Came
 
 
 def _render_x(field: Field, occ, cams: Cameras, guide: Guide, cfg: EditConfig, g: torch.Generator, v: int,
-              grad: bool = True) -> tuple[Tensor, Tensor]:
-    """-> (rgb [B*V, H, W, 3], x [B, V, C, h, w] in the prior's space)."""
+              grad: bool = True, extra: Cameras | None = None) -> tuple[Tensor, Tensor]:
+    """-> (rgb [B*V (+E), H, W, 3], x [B, V, C, h, w] in the prior's space). `extra` cameras (E, same
+    resolution) are rendered in the same call and returned after the B*V views but not encoded: one render
+    instead of two in the revise phase (the step is launch-bound on a GPU, docs/speed.md)."""
+    n = len(cams)
+    if extra is not None:
+        cams = Cameras.cat([cams, extra.to(cams.device)])
     with torch.set_grad_enabled(grad):
         rgb = render(field, cams, occ, num_samples=cfg.num_samples, perturb=grad, generator=g)["rgb"]
-        b = rgb.shape[0] // v
-        x = guide.prior.encode_images(rgb.view(b, v, *rgb.shape[1:]).permute(0, 1, 4, 2, 3))
+        b = n // v
+        x = guide.prior.encode_images(rgb[:n].view(b, v, *rgb.shape[1:]).permute(0, 1, 4, 2, 3))
     return rgb, x
 
 
@@ -103,12 +108,15 @@ def _c2w(cams: Cameras, v: int) -> Tensor:
 
 
 def guidance_loss(field: Field, occ, guide: Guide, cfg: EditConfig, sched: TimestepSchedule, step: int,
-                  total: int, res: int, g: torch.Generator, method: str) -> Tensor:
-    """The distillation loss of one step at `step` of `total` (SDS for pnr / sds / regen, PDS for pds)."""
+                  total: int, res: int, g: torch.Generator, method: str,
+                  extra: Cameras | None = None) -> tuple[Tensor, Tensor | None]:
+    """The distillation loss of one step at `step` of `total` (SDS for pnr / sds / regen, PDS for pds), and
+    the renders [E, res, res, 3] (with grad) of the `extra` cameras (None without), made in the same pass."""
     v = _views(guide, cfg)
     dev = field.device
     cams = _cams(cfg, v, res, g, dev)
-    _, x = _render_x(field, occ, cams, guide, cfg, g, v)
+    rgb, x = _render_x(field, occ, cams, guide, cfg, g, v, extra=extra)
+    rgb_extra = rgb[len(cams):] if extra is not None else None
     c2w = _c2w(cams, v).to(dev)
     b = x.shape[0]
     cond = _repeat(guide.cond, b)
@@ -119,11 +127,11 @@ def guidance_loss(field: Field, occ, guide: Guide, cfg: EditConfig, sched: Times
         lo, hi = cfg.t_baseline
         t_idx, tp_idx = pds_timesteps(guide.prior.schedule.num_steps, b, lo=lo, hi=hi, generator=g)
         return pds(guide.prior, x, x_src, cond, _repeat(guide.cond_src, b), uncond, c2w, cfg.guidance_scale,
-                   t_idx.to(dev), tp_idx.to(dev), generator=g)["loss"]
+                   t_idx.to(dev), tp_idx.to(dev), generator=g)["loss"], rgb_extra
     t = sched.sample(step, total, b, generator=g).to(dev)
     weighting = "eps" if method == "sds" else cfg.weighting  # the SDS baseline is DreamFusion's update
     return sds(guide.prior, x, cond, uncond, c2w, t, cfg.guidance_scale, weighting=weighting,
-               x0_range=guide.x0_range, generator=g)["loss"]
+               x0_range=guide.x0_range, generator=g)["loss"], rgb_extra
 
 
 def _repeat(cond: Any, b: int) -> Any:
@@ -241,7 +249,7 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
 
             def search_step(i: int) -> float:
                 res = render_resolution(i, n_edit, cfg.res_low, cfg.res_high, cfg.milestone)
-                loss = guidance_loss(probe, probe_occ, guide, cfg, sched, i, n_edit, res, gs, "pnr")
+                loss, _ = guidance_loss(probe, probe_occ, guide, cfg, sched, i, n_edit, res, gs, "pnr")
                 _check_finite(loss, "eta search", i, None)
                 _apply(probe_opt, loss)
                 lv = float(loss.detach())
@@ -283,21 +291,21 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
             res = render_resolution(step, n_edit, cfg.res_low, cfg.res_high, cfg.milestone)
         else:
             res = cfg.res_high
+        # revise: the identity term's random camera ψ (Eq. 5) is rendered in the same pass as the SDS views
+        w = ipg_weight(step - n_edit, revise, cfg.ipg_anneal) if phase == "revise" else 0.0
+        cam = random_orbit_views(1, 1, generator=g, res=res, device=dev) if w > 0 else None
         if method == "idu":
             if step % cfg.idu_every == 0:
                 _idu_update(field, occ, guide, cfg, idu, step // cfg.idu_every, g, v)
             loss = _idu_loss(field, occ, guide, cfg, idu, g, v, res)
         else:
-            loss = guidance_loss(field, occ, guide, cfg, sched, min(step, n_edit), n_edit, res, g, method)
-        if phase == "revise":
-            w = ipg_weight(step - n_edit, revise, cfg.ipg_anneal)
-            if w > 0:
-                cam = random_orbit_views(1, 1, generator=g, res=cfg.res_high, device=dev)
-                rgb = render(field, cam, occ, num_samples=cfg.num_samples, perturb=True, generator=g)["rgb"]
-                with torch.no_grad():
-                    rgb_src = render(guide.source, cam, guide.source_occ, num_samples=cfg.num_samples)["rgb"]
-                ipg, _ = identity_loss(rgb, rgb_src, w * cfg.lambda_l1, w * cfg.lambda_p, perceptual)
-                loss = loss + ipg
+            loss, rgb = guidance_loss(field, occ, guide, cfg, sched, min(step, n_edit), n_edit, res, g, method,
+                                      extra=cam)
+        if cam is not None:
+            with torch.no_grad():
+                rgb_src = render(guide.source, cam, guide.source_occ, num_samples=cfg.num_samples)["rgb"]
+            ipg, _ = identity_loss(rgb, rgb_src, w * cfg.lambda_l1, w * cfg.lambda_p, perceptual)
+            loss = loss + ipg
         _check_finite(loss, phase, step, out_dir)
         _apply(opt, loss)
         lv = float(loss.detach())

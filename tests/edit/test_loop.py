@@ -125,3 +125,15 @@ def test_presets():
         preset("nope")
     with pytest.raises(ValueError):
         EditConfig(method="magic")
+
+
+def test_identity_term_adds_to_the_revise_loss_only(tmp_path):
+    """The IPG view is rendered in the SDS pass; its L1 to the source render (Eq. 5) enters the revise steps."""
+    den = ToyDenoiser(num_views=2)
+    runs = {}
+    for lam in (0.0, 1000.0):
+        cfg = _cfg(eta=0.3, search_steps=0, revise_steps=2, lambda_l1=lam, ipg_anneal=1.0)
+        res, _ = edit_to_dir(_source(), None, den, "blue", None, cfg, tmp_path / str(lam), progress=False)
+        runs[lam] = res.losses
+    assert runs[0.0][:4] == runs[1000.0][:4]  # edit phase: same random draws, no identity term
+    assert runs[1000.0][4] > runs[0.0][4] + 1.0  # first revise step: + w * λ_L1 * L1 with L1 > 0 after the edit
