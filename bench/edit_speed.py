@@ -33,10 +33,11 @@ from pnr.data.domain.grammar import spec_from_text, vocabulary  # noqa: E402
 from pnr.data.domain.render import render_dataset  # noqa: E402
 from pnr.data.transforms import TransformsDataset  # noqa: E402
 from pnr.edit.config import preset  # noqa: E402
-from pnr.edit.loop import Guide, _optimizer, edit  # noqa: E402
+from pnr.edit.loop import Guide, _optimizer, _render_train, edit  # noqa: E402
 from pnr.field.config import FieldConfig  # noqa: E402
 from pnr.fit import FitConfig, fit  # noqa: E402
 from pnr.guidance.sds import sds  # noqa: E402
+from pnr.render import graphed  # noqa: E402
 from pnr.render.cameras import random_orbit_views  # noqa: E402
 from pnr.render.volume import render  # noqa: E402
 
@@ -117,14 +118,18 @@ def step_breakdown(field, occ, guide: Guide, cfg, dev, res: int, steps: int, cei
     prior = guide.prior
     v = cfg.views or int(getattr(prior, "num_views", 1))
     parts = {"render_fwd": [], "prior_fwd": [], "backward": [], "optimizer": []}
+    graphs_on = dev.type == "cuda" and graphed.enabled()
     spr = []
     flops_prior = None
     for i in range(steps + 2):
         cams = random_orbit_views(cfg.groups, v, generator=g, res=res, device=dev)
         sync(dev)
         t0 = time.perf_counter()
-        out = render(field, cams, occ, num_samples=cfg.num_samples, perturb=True, generator=g)
-        rgb = out["rgb"]
+        if graphs_on:  # CUDA-graph replay of the render (pnr/render/graphed.py, PNR_RENDER_GRAPHS=1)
+            rgb = _render_train(field, occ, cams, cfg, g)
+        else:
+            out = render(field, cams, occ, num_samples=cfg.num_samples, perturb=True, generator=g)
+            rgb = out["rgb"]
         b = rgb.shape[0] // v
         x = prior.encode_images(rgb.view(b, v, *rgb.shape[1:]).permute(0, 1, 4, 2, 3))
         sync(dev)
@@ -154,6 +159,9 @@ def step_breakdown(field, occ, guide: Guide, cfg, dev, res: int, steps: int, cei
         if i >= 2:  # first steps: allocator / kernel compilation warm-up
             for k, a, z in (("render_fwd", t0, t1), ("prior_fwd", t1, t2), ("backward", t2, t3), ("optimizer", t3, t4)):
                 parts[k].append(z - a)
+            if graphs_on:  # samples the dynamic renderer would evaluate: the floors are the same work
+                with torch.no_grad():
+                    out = render(field, cams, occ, num_samples=cfg.num_samples)
             spr.append(float(out["samples_per_ray"]))
     n_rays = rgb.shape[0] * res * res
     samples = statistics.median(spr) * n_rays
@@ -286,9 +294,13 @@ def main() -> None:
     ap.add_argument("--field", default="default", choices=["default", "small", "tiny"])
     ap.add_argument("--fit-rays", type=int, default=4096)
     ap.add_argument("--tiny-prior", action="store_true", help="code-path check only: tiny random prior")
+    ap.add_argument("--render-graphs", action="store_true",
+                    help="replay the differentiable render from CUDA graphs (sets PNR_RENDER_GRAPHS=1; experimental)")
     ap.add_argument("--json", default="")
     ap.add_argument("--profile", default="", help="write torch.profiler tables of 16 edit steps to this file")
     a = ap.parse_args()
+    if a.render_graphs:
+        os.environ["PNR_RENDER_GRAPHS"] = "1"
     dev = torch.device(a.device)
     torch.manual_seed(0)
     rec: dict = {"args": vars(a), "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else f"cpu x{torch.get_num_threads()}",

@@ -18,6 +18,7 @@ import io
 import json
 import math
 import time
+import weakref
 from dataclasses import dataclass, field as dc_field
 from pathlib import Path
 from typing import Any, Callable
@@ -37,6 +38,7 @@ from pnr.guidance.pds import pds, pds_timesteps
 from pnr.guidance.sdedit import sdedit
 from pnr.guidance.sds import sds
 from pnr.io import atomic_write_bytes
+from pnr.render import graphed
 from pnr.render.cameras import Cameras, random_orbit_views
 from pnr.render.occupancy import OccupancyGrid
 from pnr.render.volume import render
@@ -88,6 +90,19 @@ def _cams(cfg: EditConfig, v: int, res: int, g: torch.Generator, device) -> Came
     return random_orbit_views(cfg.groups, v, generator=g, res=res, device=device)
 
 
+_GRAPHED: "weakref.WeakKeyDictionary[Field, graphed.GraphedRenderer]" = weakref.WeakKeyDictionary()
+
+
+def _render_train(field: Field, occ, cams: Cameras, cfg: EditConfig, g: torch.Generator) -> Tensor:
+    """Differentiable jittered render rgb [B, H, W, 3]; replayed from CUDA graphs with PNR_RENDER_GRAPHS=1."""
+    if field.device.type == "cuda" and graphed.enabled():
+        r = _GRAPHED.get(field)
+        if r is None or r.occupancy is not occ:
+            r = _GRAPHED[field] = graphed.GraphedRenderer(field, occ, cfg.num_samples)
+        return r(cams, g)
+    return render(field, cams, occ, num_samples=cfg.num_samples, perturb=True, generator=g)["rgb"]
+
+
 def _render_x(field: Field, occ, cams: Cameras, guide: Guide, cfg: EditConfig, g: torch.Generator, v: int,
               grad: bool = True, extra: Cameras | None = None) -> tuple[Tensor, Tensor]:
     """-> (rgb [B*V (+E), H, W, 3], x [B, V, C, h, w] in the prior's space). `extra` cameras (E, same
@@ -97,7 +112,8 @@ def _render_x(field: Field, occ, cams: Cameras, guide: Guide, cfg: EditConfig, g
     if extra is not None:
         cams = Cameras.cat([cams, extra.to(cams.device)])
     with torch.set_grad_enabled(grad):
-        rgb = render(field, cams, occ, num_samples=cfg.num_samples, perturb=grad, generator=g)["rgb"]
+        rgb = (_render_train(field, occ, cams, cfg, g) if grad
+               else render(field, cams, occ, num_samples=cfg.num_samples, generator=g)["rgb"])
         b = n // v
         x = guide.prior.encode_images(rgb[:n].view(b, v, *rgb.shape[1:]).permute(0, 1, 4, 2, 3))
     return rgb, x
@@ -386,7 +402,7 @@ def _idu_loss(field: Field, occ, guide: Guide, cfg: EditConfig, idu: dict, g: to
     """L1 between renders of one dataset view group (at `res`) and its current images."""
     gi = int(torch.randint(0, cfg.idu_groups, (1,), generator=g))
     cams = idu["cams"][gi * v:(gi + 1) * v].resized(res)
-    rgb = render(field, cams, occ, num_samples=cfg.num_samples, perturb=True, generator=g)["rgb"]
+    rgb = _render_train(field, occ, cams, cfg, g)
     target = idu["images"][gi * v:(gi + 1) * v]
     if target.shape[1] != res:
         target = torch.nn.functional.interpolate(target.permute(0, 3, 1, 2), size=(res, res), mode="area"

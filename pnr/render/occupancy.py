@@ -90,7 +90,11 @@ class OccupancyGrid:
         known = self.density >= 0
         mean = self.density[known].mean() if known.any() else torch.tensor(0.0, device=self.device)
         thre = torch.clamp(mean * c.step_size, max=c.threshold)
-        self.occupied = (~known) | (self.density * c.step_size > thre)
+        occupied = (~known) | (self.density * c.step_size > thre)
+        if self.occupied.shape == occupied.shape and self.occupied.device == occupied.device:
+            self.occupied.copy_(occupied)  # in place: captured CUDA graphs (pnr/render/graphed.py) read this buffer
+        else:
+            self.occupied = occupied
 
     def query(self, x: Tensor) -> Tensor:
         """Occupied? bool [N] for world points x: [N, 3] (False outside the box)."""

@@ -1,0 +1,72 @@
+"""Differentiable rendering replayed from CUDA graphs (forward and backward), for the edit loop on a GPU.
+
+Why: after the prior's forward was graphed, the render and its backward are ~14 of the ~20 ms of an H100
+edit step, almost all of it kernel-launch and Python overhead for ~0.03 M samples (docs/speed.md). This
+wraps `static.render_rays_static` with `torch.cuda.make_graphed_callables`: one forward + backward graph
+per (rays, samples, budget), where the budget is the occupied-sample count rounded up to a power of two
+(one host sync per call to read that count). Field parameters must be updated in place (Adam, and
+`Field.load_params_dict`, do) and the occupancy grid's `occupied` buffer too (`OccupancyGrid._refresh`).
+
+EXPERIMENTAL: off unless PNR_RENDER_GRAPHS=1. Its equality with the dynamic renderer is tested on the CPU
+through `render_rays_static` (tests/render/test_static.py); the capture itself runs only on CUDA
+(tests/render/test_graphed.py, skipped on the CPU) and has not been measured on the H100 yet.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor, nn
+
+from pnr import rng
+from pnr.render.cameras import Cameras, generate_rays
+from pnr.render.static import occupied_samples, render_rays_static
+
+
+def enabled() -> bool:
+    return os.environ.get("PNR_RENDER_GRAPHS", "") in ("1", "true", "yes")
+
+
+class _Render(nn.Module):
+    """rgb [R, 3] = render of rays (origins, dirs) with jitter u; the field's parameters are its own."""
+
+    def __init__(self, field, occupancy, budget: int):
+        super().__init__()
+        self.field, self.occupancy, self.budget = field, occupancy, budget
+
+    def forward(self, origins: Tensor, dirs: Tensor, u: Tensor) -> Tensor:
+        return render_rays_static(self.field, origins, dirs, self.occupancy, u, self.budget)["rgb"]
+
+
+class GraphedRenderer:
+    """render(cams, generator) -> rgb [B, H, W, 3] (differentiable w.r.t. the field), jittered samples."""
+
+    def __init__(self, field, occupancy, num_samples: int, min_budget: int = 4096, max_graphs: int = 16):
+        self.field, self.occupancy, self.num_samples = field, occupancy, num_samples
+        self.min_budget, self.max_graphs = min_budget, max_graphs
+        self._graphs: dict[tuple[int, int], nn.Module] = {}
+
+    def budget(self, origins: Tensor, dirs: Tensor) -> int:
+        """Occupied samples at bin centres + 25 % for jitter, rounded up to a power of two (few graphs)."""
+        need = int(occupied_samples(origins, dirs, self.field.cfg.bound, self.occupancy, self.num_samples))
+        b = self.min_budget
+        while b < need * 1.25:
+            b *= 2
+        return min(b, origins.shape[0] * self.num_samples)
+
+    def __call__(self, cams: Cameras, generator: torch.Generator | None) -> Tensor:
+        cams = cams.to(self.field.device)
+        o, d = generate_rays(cams)
+        B, H, W = o.shape[:3]
+        o, d = o.reshape(-1, 3).contiguous(), d.reshape(-1, 3).contiguous()
+        u = rng.rand((o.shape[0], self.num_samples), generator, o.device)
+        key = (o.shape[0], self.budget(o, d))
+        fn = self._graphs.get(key)
+        if fn is None:
+            if len(self._graphs) >= self.max_graphs:
+                self._graphs.pop(next(iter(self._graphs)))
+            module = _Render(self.field, self.occupancy, key[1])
+            fn = torch.cuda.make_graphed_callables(module, (o.clone(), d.clone(), u.clone()))
+            self._graphs[key] = fn
+        return fn(o, d, u).view(B, H, W, 3)
