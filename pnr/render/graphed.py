@@ -67,6 +67,6 @@ class GraphedRenderer:
             if len(self._graphs) >= self.max_graphs:
                 self._graphs.pop(next(iter(self._graphs)))
             module = _Render(self.field, self.occupancy, key[1])
-            fn = torch.cuda.make_graphed_callables(module, (o.clone(), d.clone(), u.clone()))
+            fn = torch.cuda.make_graphed_callables(module, (o.clone(), d.clone(), u.clone()), allow_unused_input=True)
             self._graphs[key] = fn
         return fn(o, d, u).view(B, H, W, 3)
