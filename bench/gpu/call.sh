@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run ON the GPU machine, from the repo root, as the whole command of one device call:
 #   bash bench/gpu/call.sh speed              # checks + speed measurements (~4 min, GPU alone)
-#   bash bench/gpu/call.sh quality MIN [N]    # N parallel quality-benchmark shards for MIN minutes
+#   bash bench/gpu/call.sh quality MIN [N]    # N parallel quality-benchmark shards for MIN minutes (12 per GPU
+#                                             # suits 16 cores per GPU; on nvidia-h200-x2 pass N=24)
 #   bash bench/gpu/call.sh both MIN [N]       # speed first, then quality for what is left of MIN
 # carry=[".gpusite"] (bench/gpu/prepare.sh builds it). Everything lands in $OUT/results.tgz (plus the log),
 # written even when the call is killed at its limit; unpack it here and see bench/gpu/README.md.
@@ -30,9 +31,10 @@ fi
 if [ "$mode" = quality ] || [ "$mode" = both ]; then
   cp bench/results/quality.jsonl $W/q/quality.jsonl
   m=$(python3 -c "print(round($(left) - 0.7, 2))")
-  echo "quality: $shards shards for $m minutes"
+  ngpu=$(nvidia-smi -L 2>/dev/null | wc -l); [ "$ngpu" -ge 1 ] || ngpu=1  # shards round-robin over the GPUs (nvidia-h200-x2: twice the jobs per device-minute)
+  echo "quality: $shards shards on $ngpu GPU(s) for $m minutes"
   for i in $(seq 0 $((shards - 1))); do
-    python3 bench/quality.py run --out $W/q/quality.jsonl --device ${DEVICE:-cuda} --shard $i/$shards --max-minutes $m \
+    CUDA_VISIBLE_DEVICES=$((i % ngpu)) python3 bench/quality.py run --out $W/q/quality.jsonl --device ${DEVICE:-cuda} --shard $i/$shards --max-minutes $m \
       --methods pnr,sds,pds,idu,regen,pnr_fixed --threads 1 > $W/q/shard$i.log 2>&1 &
   done
   wait
