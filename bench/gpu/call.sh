@@ -11,7 +11,9 @@ mode=${1:?mode: speed | quality | both}; minutes=${2:-8.5}; shards=${3:-12}
 T0=$(date +%s)
 W=/tmp/w; mkdir -p $W/q
 export PYTHONPATH=$PWD/.gpusite:$PWD PYTHONUNBUFFERED=1
-trap 'tar -C $W -czf $OUT/results.tgz . 2>/dev/null' EXIT
+pack() { tar -C $W -czf $OUT/partial.tgz . 2>/dev/null && mv $OUT/partial.tgz $OUT/results.tgz; }
+trap pack EXIT
+( while sleep 60; do pack; done ) &  # a call killed at its time limit still brings back the last minute's state
 left() { python3 -c "print(max(0.0, $minutes - ($(date +%s) - $T0) / 60))"; }
 nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv | tee $W/gpu.txt
 python3 -c 'import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))' | tee -a $W/gpu.txt
