@@ -679,6 +679,18 @@ def expected_counts(split: str, n_multi: int = 2) -> dict[tuple[str, str], int]:
     return {(v, t): sum(1 for e in es if e.edit_type == t) * len(seeds_of(v, n_multi)) for v in VARIANTS for t in TYPES}
 
 
+def _on_cpu(r: dict) -> bool:
+    return str(r.get("device", "")).lower().startswith("cpu")
+
+
+def _seconds_cell(rs: list[dict], fmt: str) -> str:
+    """s/edit over the GPU records; a variant with CPU records only shows their time, marked "(CPU)"."""
+    gpu = [r for r in rs if not _on_cpu(r)]
+    if gpu:
+        return _cell(*summarize(gpu, "seconds"), fmt)
+    return _cell(*summarize(rs, "seconds"), fmt) + " (CPU)" if rs else "–"
+
+
 def markdown_table(recs: list[dict], etype: str | None, expected: dict) -> str:
     head = ["method", "jobs", *[c[0] for c in COLUMNS]]
     rows = []
@@ -687,7 +699,10 @@ def markdown_table(recs: list[dict], etype: str | None, expected: dict) -> str:
         exp = sum(n for (vv, t), n in expected.items() if vv == v and (etype is None or t == etype))
         cells = [v, f"{len(rs)}/{exp}"]
         for _, key, fmt in COLUMNS:
-            cells.append(_cell(*summarize(rs, key), fmt) if rs else "–")
+            if key == "seconds":  # times from different machines do not average: GPU records only
+                cells.append(_seconds_cell(rs, fmt))
+            else:
+                cells.append(_cell(*summarize(rs, key), fmt) if rs else "–")
         rows.append(cells)
     line = lambda c: "| " + " | ".join(c) + " |"  # noqa: E731
     return "\n".join([line(head), "|" + "|".join("---" for _ in head) + "|", *map(line, rows)])
@@ -758,7 +773,8 @@ def cmd_table(a) -> int:
         "preservation read by the domain encoder; PSNR / LPIPS tgt = distance to exact renders of the "
         "ground-truth target; success = finite, not empty, not exploded (see below; diverged runs count as failures "
         "and have no metrics); η = the perturbation used (auto for pnr); s/edit = seconds of the edit itself "
-        "(η search + edit + revise; pnr_norevise: without the revise time), evaluation and source fit excluded.",
+        "(η search + edit + revise; pnr_norevise: without the revise time), evaluation and source fit excluded, "
+        "averaged over the GPU records only (a variant run only on the CPU so far shows its CPU time, marked).",
         "",
         "Settings (preset, steps, overrides, device, torch): "
         + "; ".join(f"`{p}` {st} {ov} on {d}, torch {t}" for p, st, ov, d, t in settings) if settings

@@ -147,6 +147,16 @@ def test_shards_merge_and_seed_spread(tmp_path):
     assert Q.result_files(out) == [out] and len(_lines(out)) == 4
 
 
+def test_seconds_column_averages_gpu_records_only():
+    gpu = [dict(_rec(f"color_0{i}", "sds", 0, 0.5), device="NVIDIA H200", seconds={"total": 30.0}) for i in (1, 2)]
+    cpu = dict(_rec("color_03", "sds", 0, 0.5), device="cpu (x86_64)", seconds={"total": 270.0})
+    only_cpu = dict(_rec("color_01", "idu", 0, 0.5), device="cpu (x86_64)", seconds={"total": 250.0})
+    md = Q.markdown_table(gpu + [cpu, only_cpu], None, Q.expected_counts("test"))
+    sds_row = next(line for line in md.splitlines() if line.startswith("| sds |"))
+    idu_row = next(line for line in md.splitlines() if line.startswith("| idu |"))
+    assert sds_row.endswith("| 30.0 |") and idu_row.endswith("| 250.0 (CPU) |")
+
+
 def test_job_plan_and_methods():
     assert Q.parse_methods("pnr_fixed,pnr_norevise") == [f"pnr_fixed_{e:.1f}" for e in Q.FIXED_ETAS] + ["pnr"]
     jobs = Q.jobs_of("color_01", Q.parse_methods(None), 2)
