@@ -708,6 +708,42 @@ def markdown_table(recs: list[dict], etype: str | None, expected: dict) -> str:
     return "\n".join([line(head), "|" + "|".join("---" for _ in head) + "|", *map(line, rows)])
 
 
+CLAIM_COLUMNS = (("dir sim ↑", "clip_dir_sim", "{:.3f}"), ("dir cons ↑", "clip_dir_consistency", "{:.3f}"),
+                 ("LPIPS src ↓", "lpips_to_source", "{:.3f}"), ("edit acc ↑", "edited_attr_acc", "{:.2f}"),
+                 ("PSNR tgt ↑", "psnr_to_target", "{:.2f}"))
+MAIN_METHODS = ("pnr", "pnr_norevise", "sds", "pds", "idu", "regen")
+FIXED_VARIANTS = tuple(f"pnr_fixed_{e:.1f}" for e in FIXED_ETAS)
+
+
+def paired_table(recs: list[dict], variants: tuple[str, ...], title: str) -> str:
+    """Seed-0 records of `variants` on the edits that every one of them has finished (a like-for-like
+    comparison while coverage is partial): means over the successful runs, and successes / edits."""
+    by = {(r["variant"], r["edit_id"]): r for r in recs if r["seed"] == 0 and r["variant"] in variants}
+    edits = set.intersection(*({e for (v, e) in by if v == vv} for vv in variants)) if by else set()
+    head = [f"seed 0, {len(edits)} {title}", *[c[0] for c in CLAIM_COLUMNS], "η", "success"]
+    line = lambda c: "| " + " | ".join(c) + " |"  # noqa: E731
+    rows = [line(head), "|" + "|".join("---" for _ in head) + "|"]
+    if not edits:
+        return "\n".join(rows + [line(["(no edit finished by all)"] + [""] * (len(head) - 1))])
+    for v in variants:
+        rs = [by[(v, e)] for e in sorted(edits)]
+        cells = [v] + [_cell(_mean(_value(r, k) for r in rs if r.get("success")), None, f) for _, k, f in CLAIM_COLUMNS]
+        cells += [_cell(_mean(r.get("eta") for r in rs), None, "{:.2f}"), f"{sum(1 for r in rs if r.get('success'))}/{len(rs)}"]
+        rows.append(line(cells))
+    return "\n".join(rows)
+
+
+def claims_section(recs: list[dict]) -> str:
+    """The like-for-like tables behind the README's point-by-point comparison with the paper's claims."""
+    return "\n".join([
+        "## Paired comparisons (for the paper's claims)", "",
+        "Methods on the test edits finished by all of them (seed 0; metrics over successful runs):", "",
+        paired_table(recs, MAIN_METHODS, "edits finished by every method"), "",
+        "Adaptive η (pnr) against the fixed η variants on the edits finished by all six:", "",
+        paired_table(recs, ("pnr", *FIXED_VARIANTS), "edits with pnr and every fixed η"),
+    ])
+
+
 def _reference_line(recs: list[dict]) -> str:
     """What doing nothing scores, and how well the sources were fitted (one value per edit)."""
     per_edit: dict[str, dict] = {}
@@ -788,6 +824,7 @@ def cmd_table(a) -> int:
         "",
         markdown_table(recs, None, expected),
     ]
+    parts += ["", claims_section(recs)]
     for t in TYPES:
         parts += ["", f"## {t}", "", markdown_table(recs, t, expected)]
     if a.figure:  # (re)draw it from the thumbnails, next to the markdown, and link it

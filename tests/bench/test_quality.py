@@ -157,6 +157,17 @@ def test_seconds_column_averages_gpu_records_only():
     assert sds_row.endswith("| 30.0 |") and idu_row.endswith("| 250.0 (CPU) |")
 
 
+def test_paired_table_uses_common_edits_and_successful_runs_only():
+    failed = dict(_rec("color_02", "pnr", 0, 0.9), success=False)
+    recs = [_rec("color_01", "pnr", 0, 0.5), failed, _rec("color_01", "sds", 0, 0.7), _rec("color_02", "sds", 0, 0.3),
+            _rec("color_03", "sds", 0, 0.1), _rec("color_01", "pnr", 1, 0.0)]  # seed 1 and sds-only edits: left out
+    md = Q.paired_table(recs, ("pnr", "sds"), "edits")
+    assert "| seed 0, 2 edits |" in md
+    assert "| pnr | 0.500 |" in md and md.splitlines()[2].endswith("| 1/2 |")  # the failed run: no metrics, no success
+    assert "| sds | 0.500 |" in md and md.splitlines()[3].endswith("| 2/2 |")
+    assert "no edit finished by all" in Q.paired_table(recs, ("pnr", "idu"), "edits")
+
+
 def test_job_plan_and_methods():
     assert Q.parse_methods("pnr_fixed,pnr_norevise") == [f"pnr_fixed_{e:.1f}" for e in Q.FIXED_ETAS] + ["pnr"]
     jobs = Q.jobs_of("color_01", Q.parse_methods(None), 2)
