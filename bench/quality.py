@@ -735,12 +735,17 @@ def paired_table(recs: list[dict], variants: tuple[str, ...], title: str) -> str
 
 def claims_section(recs: list[dict]) -> str:
     """The like-for-like tables behind the README's point-by-point comparison with the paper's claims."""
+    fixed = tuple(v for v in FIXED_VARIANTS if any(r["variant"] == v and r["seed"] == 0 for r in recs))
     return "\n".join([
         "## Paired comparisons (for the paper's claims)", "",
         "Methods on the test edits finished by all of them (seed 0; metrics over successful runs):", "",
         paired_table(recs, MAIN_METHODS, "edits finished by every method"), "",
-        "Adaptive η (pnr) against the fixed η variants on the edits finished by all six:", "",
-        paired_table(recs, ("pnr", *FIXED_VARIANTS), "edits with pnr and every fixed η"),
+        "Adaptive η (pnr) against the fixed-η variants "
+        + ("" if len(fixed) == len(FIXED_VARIANTS) else
+           f"that have results so far ({', '.join(v[len('pnr_fixed_'):] for v in fixed) or 'none'} of "
+           f"{', '.join(f'{e:.1f}' for e in FIXED_ETAS)}) ")
+        + "on the edits finished by all of them:", "",
+        paired_table(recs, ("pnr", *fixed), "edits with pnr and each fixed η"),
     ])
 
 

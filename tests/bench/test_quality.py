@@ -166,6 +166,9 @@ def test_paired_table_uses_common_edits_and_successful_runs_only():
     assert "| pnr | 0.500 |" in md and md.splitlines()[2].endswith("| 1/2 |")  # the failed run: no metrics, no success
     assert "| sds | 0.500 |" in md and md.splitlines()[3].endswith("| 2/2 |")
     assert "no edit finished by all" in Q.paired_table(recs, ("pnr", "idu"), "edits")
+    text = Q.claims_section(recs + [_rec("color_01", "pnr_fixed_0.2", 0, 0.6)])
+    assert "(0.2 of 0.0, 0.2, 0.4, 0.6, 0.8)" in text and "| pnr_fixed_0.2 | 0.600 |" in text
+    assert "| pnr_fixed_0.4 |" not in text
 
 
 def test_job_plan_and_methods():
