@@ -21,13 +21,9 @@ truncated last line (a process killed mid-write) is ignored on read and cut off 
 --max-minutes: before each source fit and each job, the harness stops if the estimate (the longest
 finished job of that variant so far, else of any variant, with a margin) would overrun.
 
-On one GPU, N shards in parallel, writing straight under the device tool's $OUT so that a call cut off
-at its time limit still returns every finished line (copy the results there first so finished keys are
-skipped), then back here: copy the files into bench/results/ (writable), `merge`, `table`, `figure`, commit:
-    mkdir -p $OUT/r && cp bench/results/quality*.jsonl $OUT/r/ 2>/dev/null
-    export OMP_NUM_THREADS=2 PYTHONPATH=$PWD/.gpusite:$PWD
-    for i in 0 1 2 3 4 5; do python bench/quality.py run --out $OUT/r/quality.jsonl --device cuda \
-        --shard $i/6 --max-minutes 8.5 > $OUT/r/log$i.txt 2>&1 & done; wait
+On the GPU machine: `bash bench/gpu/call.sh quality MINUTES SHARDS` runs the shards in parallel (finished keys
+skipped) and packs the shard files for the trip back; bench/gpu/README.md says how to fold them in here
+(copy into bench/results/, `merge`, `table`, commit).
 
 Settings are fixed beforehand (preset "bench" of pnr/edit/config.py, Δ_min and guidance as `pnr edit`);
 nothing is tuned on the test split. Per-job thumbnails (4 views, 64 px, seed 0) for the first
@@ -704,6 +700,10 @@ def markdown_table(recs: list[dict], etype: str | None, expected: dict) -> str:
             else:
                 cells.append(_cell(*summarize(rs, key), fmt) if rs else "–")
         rows.append(cells)
+    return _markdown(head, rows)
+
+
+def _markdown(head: list[str], rows: list[list[str]]) -> str:
     line = lambda c: "| " + " | ".join(c) + " |"  # noqa: E731
     return "\n".join([line(head), "|" + "|".join("---" for _ in head) + "|", *map(line, rows)])
 
@@ -721,16 +721,15 @@ def paired_table(recs: list[dict], variants: tuple[str, ...], title: str) -> str
     by = {(r["variant"], r["edit_id"]): r for r in recs if r["seed"] == 0 and r["variant"] in variants}
     edits = set.intersection(*({e for (v, e) in by if v == vv} for vv in variants)) if by else set()
     head = [f"seed 0, {len(edits)} {title}", *[c[0] for c in CLAIM_COLUMNS], "η", "success"]
-    line = lambda c: "| " + " | ".join(c) + " |"  # noqa: E731
-    rows = [line(head), "|" + "|".join("---" for _ in head) + "|"]
     if not edits:
-        return "\n".join(rows + [line(["(no edit finished by all)"] + [""] * (len(head) - 1))])
+        return _markdown(head, [["(no edit finished by all)"] + [""] * (len(head) - 1)])
+    rows = []
     for v in variants:
         rs = [by[(v, e)] for e in sorted(edits)]
         cells = [v] + [_cell(_mean(_value(r, k) for r in rs if r.get("success")), None, f) for _, k, f in CLAIM_COLUMNS]
         cells += [_cell(_mean(r.get("eta") for r in rs), None, "{:.2f}"), f"{sum(1 for r in rs if r.get('success'))}/{len(rs)}"]
-        rows.append(line(cells))
-    return "\n".join(rows)
+        rows.append(cells)
+    return _markdown(head, rows)
 
 
 def claims_section(recs: list[dict]) -> str:
