@@ -67,9 +67,10 @@ def contact_sheet(frames, cols: int | None = None, pad: int = 2, bg: int = 255) 
     return sheet
 
 
-def save_video(path: str | Path, frames, fps: int = 24) -> None:
+def save_video(path: str | Path, frames, fps: int = 24) -> Path:
     """MP4 (H.264 via the ffmpeg inside imageio-ffmpeg), written to a temp file then renamed. Without
-    imageio-ffmpeg (a minimal install), the frames go to PATH.npz instead, with a warning."""
+    imageio-ffmpeg (a minimal install), the frames go to PATH.npz instead, with a warning.
+    Returns the path actually written."""
     import imageio.v2 as imageio
 
     path = Path(path)
@@ -84,7 +85,7 @@ def save_video(path: str | Path, frames, fps: int = 24) -> None:
         np.savez_compressed(buf, frames=arr, fps=fps)
         atomic_write_bytes(path.with_suffix(".npz"), buf.getvalue())
         warnings.warn(f"imageio-ffmpeg is not installed: wrote the frames of {path.name} to {path.with_suffix('.npz').name}")
-        return
+        return path.with_suffix(".npz")
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     frames = [to_uint8(f)[..., :3] for f in frames]
     # H.264 wants even sizes
@@ -95,3 +96,4 @@ def save_video(path: str | Path, frames, fps: int = 24) -> None:
         for f in frames:
             wr.append_data(f)
     os.replace(tmp, path)
+    return path

@@ -8,6 +8,7 @@ A DIR holding a partial run (DIR/state.pt) is continued; --restart starts it ove
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from dataclasses import fields
@@ -52,6 +53,8 @@ def add_parser(sub):
         default = f.default
         if isinstance(default, tuple):
             g.add_argument(opt, type=float, nargs=2, default=None, metavar=("LO", "HI"), help=f"default {default}")
+        elif isinstance(default, bool):  # --render-graphs / --no-render-graphs
+            g.add_argument(opt, action=argparse.BooleanOptionalAction, default=None, help=f"default {default}")
         else:
             g.add_argument(opt, type=float if default is None else type(default), default=None,
                            help=f"default {default}")
@@ -164,7 +167,7 @@ def run(args):
     write_record(out / "edit.json", rec)
     extra = f", source caption {source_prompt!r}" if source_prompt else ""
     print(f"edit ({cfg.method}, eta {res.eta:.3f}{extra}): {rec['conditioning_text']!r} in {res.seconds:.1f} s "
-          f"on {device}; wrote {out}/checkpoint, edit.json, turntable.mp4, contact.png")
+          f"on {device}; wrote {out}: {', '.join(rec['outputs'])}")
     return 0
 
 

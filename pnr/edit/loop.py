@@ -94,8 +94,9 @@ _GRAPHED: "weakref.WeakKeyDictionary[Field, graphed.GraphedRenderer]" = weakref.
 
 
 def _render_train(field: Field, occ, cams: Cameras, cfg: EditConfig, g: torch.Generator) -> Tensor:
-    """Differentiable jittered render rgb [B, H, W, 3]; replayed from CUDA graphs with PNR_RENDER_GRAPHS=1."""
-    if field.device.type == "cuda" and graphed.enabled():
+    """Differentiable jittered render rgb [B, H, W, 3]; replayed from CUDA graphs with `cfg.render_graphs`
+    (or PNR_RENDER_GRAPHS=1) on a GPU."""
+    if field.device.type == "cuda" and (cfg.render_graphs or graphed.enabled()):
         r = _GRAPHED.get(field)
         if r is None or r.occupancy is not occ:
             r = _GRAPHED[field] = graphed.GraphedRenderer(field, occ, cfg.num_samples)

@@ -87,13 +87,15 @@ def edit_to_dir(source: Field, source_occ: OccupancyGrid | None, prior, edit_pro
     meta = {"caption": edit_text if source_text and editor is None else None, "source_caption": source_text,
             "edit": {"method": cfg.method, "prompt": edit_prompt, "eta": res.eta, "seed": cfg.seed}}
     save_checkpoint(out_dir / "checkpoint", res.field, res.occupancy, meta)
+    outputs = ["checkpoint", "edit.json"]
     n = cfg.turntable_frames
     if n > 0:
         a = turntable_frames(source, source_occ, n, cfg.turntable_res, num_samples=turntable_samples)
         b = turntable_frames(res.field, res.occupancy, n, cfg.turntable_res, num_samples=turntable_samples)
         pairs = np.concatenate([a, np.full_like(a[:, :, :4], 255), b], axis=2)  # source | edit
-        save_video(out_dir / "turntable.mp4", pairs, fps=max(4, n // 3))
+        outputs.append(save_video(out_dir / "turntable.mp4", pairs, fps=max(4, n // 3)).name)
         save_png(out_dir / "contact.png", contact_sheet(pairs[:: max(1, n // 8)], cols=2))
+        outputs.append("contact.png")
     record = {
         "method": cfg.method, "prompt": edit_prompt, "source_prompt": source_prompt,
         "conditioning_text": edit_text, "source_conditioning_text": source_text,
@@ -101,7 +103,7 @@ def edit_to_dir(source: Field, source_occ: OccupancyGrid | None, prior, edit_pro
         "losses": res.losses, "config": cfg.to_dict(), "seed": cfg.seed,
         "seconds": {"total": res.seconds, **res.phase_seconds, "outputs": time.time() - ts},
         "device": str(source.device), "torch": torch.__version__, "machine": platform.machine(),
-        "field_config": source.cfg.to_dict(), "finished": True, **(extra_record or {}),
+        "field_config": source.cfg.to_dict(), "outputs": outputs, "finished": True, **(extra_record or {}),
     }
     write_record(out_dir / "edit.json", record)
     (out_dir / STATE_FILE).unlink(missing_ok=True)

@@ -33,6 +33,7 @@ def test_pnr_edit_cli_writes_everything(setup):
     assert rec["conditioning_text"] == "a blue mug" and rec["source_conditioning_text"] == "a red mug"
     assert rec["eta"] == 0.4 and rec["config"]["edit_steps"] == 2 and rec["preset"] == "quick"
     assert (out / "checkpoint" / "config.json").exists() and (out / "turntable.mp4").exists()
+    assert rec["outputs"] == ["checkpoint", "edit.json", "turntable.mp4", "contact.png"]
 
 
 @pytest.mark.parametrize("argv,msg", [
@@ -48,3 +49,13 @@ def test_pnr_edit_cli_errors(setup, capsys, argv, msg):
     assert rc == 2
     err = capsys.readouterr().err
     assert "error" in err and (msg is None or msg in err)
+
+
+@pytest.mark.parametrize("flag,want", [([], False), (["--render-graphs"], True), (["--no-render-graphs"], False)])
+def test_boolean_settings_are_flags(flag, want):
+    """A bool EditConfig field is a --x / --no-x flag, not a type=bool option (bool("False") is True)."""
+    from pnr.cli import build_parser
+    from pnr.commands.edit import _config
+
+    args = build_parser().parse_args(["edit", "src", "in blue", "--out", "o", "--preset", "quick", *flag])
+    assert _config(args).render_graphs is want

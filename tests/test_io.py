@@ -1,0 +1,36 @@
+"""pnr.io: video output reports the file it really wrote (an MP4, or .npz frames without imageio-ffmpeg)."""
+
+import builtins
+
+import numpy as np
+import pytest
+
+from pnr.io import save_video
+
+
+def _frames():
+    return np.random.default_rng(0).integers(0, 255, (3, 10, 12, 3), dtype=np.uint8)
+
+
+def test_save_video_writes_mp4_and_returns_it(tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    p = save_video(tmp_path / "t.mp4", _frames(), fps=4)
+    assert p == tmp_path / "t.mp4" and p.stat().st_size > 0
+    assert not list(tmp_path.glob(".*tmp*"))  # the temp file was renamed, not left behind
+
+
+def test_save_video_without_ffmpeg_writes_npz_and_says_so(tmp_path, monkeypatch):
+    real_import = builtins.__import__
+
+    def no_ffmpeg(name, *a, **k):
+        if name == "imageio_ffmpeg":
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_ffmpeg)
+    frames = _frames()
+    with pytest.warns(UserWarning, match="imageio-ffmpeg"):
+        p = save_video(tmp_path / "t.mp4", frames, fps=4)
+    assert p == tmp_path / "t.npz" and not (tmp_path / "t.mp4").exists()
+    with np.load(p) as z:
+        assert np.array_equal(z["frames"], frames) and int(z["fps"]) == 4
