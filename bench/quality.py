@@ -6,6 +6,7 @@
     python bench/quality.py merge  --jsonl bench/results/quality.jsonl
     python bench/quality.py table  --jsonl bench/results/quality.jsonl --md docs/quality.md
     python bench/quality.py figure --jsonl bench/results/quality.jsonl --out docs/quality_grid.png
+    python bench/quality.py compare --a bench/results/quality.jsonl --b OTHER.jsonl [--variant pnr]
     (also `pnr bench quality run|merge|table|figure ...`)
 
 run: one job per (edit_id, variant, seed). Variants: "pnr" (η by Alg. 2), "pnr_fixed_<η>" for η in
@@ -508,7 +509,11 @@ def _parse_overrides(a) -> dict:
             raise SystemExit(f"--set {item!r}: not an EditConfig setting (or one the harness sets per job)")
         default = types[k].default
         try:
-            if isinstance(default, tuple):
+            if isinstance(default, bool):  # bool("false") would be True
+                if v.strip().lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError(v)
+                over[k] = v.strip().lower() in ("1", "true", "yes")
+            elif isinstance(default, tuple):
                 over[k] = tuple(float(x) for x in v.split(","))
             elif default is None:
                 over[k] = float(v)
@@ -732,6 +737,35 @@ def paired_table(recs: list[dict], variants: tuple[str, ...], title: str) -> str
     return _markdown(head, rows)
 
 
+def compare_runs(recs_a: dict, recs_b: dict) -> str:
+    """Markdown: the same jobs (key) in two result sets, both successful — mean of each metric in A and B and
+    the mean per-job |A - B|. Why: a code path meant to leave results unchanged within noise (e.g. `--set
+    render_graphs=true`) is judged against a plain rerun compared the same way (GPU runs are not bit-exact)."""
+    common = sorted(set(recs_a) & set(recs_b))
+    both = [k for k in common if recs_a[k].get("success") and recs_b[k].get("success")]
+    head = [f"{len(both)} jobs in both, successful in both ({len(common)} in both)", "A", "B", "mean |A - B|"]
+    rows = []
+    for name, key, fmt in CLAIM_COLUMNS + (("LPIPS tgt ↓", "lpips_to_target", "{:.3f}"), ("η", "eta", "{:.3f}")):
+        pairs = [(_value(recs_a[k], key), _value(recs_b[k], key)) for k in both]
+        pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+        diff = _mean(abs(float(x) - float(y)) for x, y in pairs)
+        rows.append([name, _cell(_mean(x for x, _ in pairs), None, fmt), _cell(_mean(y for _, y in pairs), None, fmt),
+                     _cell(diff, None, fmt)])
+    ok_a = sum(1 for k in common if recs_a[k].get("success"))
+    ok_b = sum(1 for k in common if recs_b[k].get("success"))
+    rows.append(["success", f"{ok_a}/{len(common)}", f"{ok_b}/{len(common)}", ""])
+    return _markdown(head, rows)
+
+
+def cmd_compare(a) -> int:
+    ra, rb = read_results(Path(a.a)), read_results(Path(a.b))
+    if a.variant:
+        ra = {k: r for k, r in ra.items() if r["variant"] == a.variant}
+    text = compare_runs(ra, rb)
+    print(f"A = {a.a}, B = {a.b}" + (f", variant {a.variant}" if a.variant else "") + "\n\n" + text)
+    return 0
+
+
 def claims_section(recs: list[dict]) -> str:
     """The like-for-like tables behind the README's point-by-point comparison with the paper's claims."""
     fixed = tuple(v for v in FIXED_VARIANTS if any(r["variant"] == v and r["seed"] == 0 for r in recs))
@@ -938,6 +972,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", type=int, default=2)
     t.add_argument("--figure", default=None, help="also draw the figure grid at this path (relative to --md) and link it")
     t.set_defaults(func=cmd_table)
+    c = sub.add_parser("compare", help="the same jobs in two result files: means and mean per-job difference")
+    c.add_argument("--a", required=True, help="results JSONL (its shard files are read too)")
+    c.add_argument("--b", required=True)
+    c.add_argument("--variant", default=None, help="only this variant (e.g. pnr)")
+    c.set_defaults(func=cmd_compare)
     f = sub.add_parser("figure", help="PNG grid: source | each method | ground truth")
     f.add_argument("--jsonl", default="bench/results/quality.jsonl")
     f.add_argument("--thumbs", default=None)

@@ -4,6 +4,9 @@
 #   bash bench/gpu/call.sh quality MIN [N]    # N parallel quality-benchmark shards for MIN minutes (12 per GPU
 #                                             # suits 16 cores per GPU; on nvidia-h200-x2 pass N=24)
 #   bash bench/gpu/call.sh both MIN [N]       # speed first, then quality for what is left of MIN
+#   bash bench/gpu/call.sh graphs+quality MIN [N]  # --render-graphs vs the default render on the first 24 test
+#                                             # edits (pnr, seed 0), each against the committed results, then quality
+# (a mode naming several parts, e.g. speed+graphs+quality, runs them in that order)
 # carry=[".gpusite"] (bench/gpu/prepare.sh builds it). Everything lands in $OUT/results.tgz (plus the log),
 # written even when the call is killed at its limit; unpack it here and see bench/gpu/README.md.
 set -uo pipefail
@@ -19,7 +22,9 @@ left() { python3 -c "print(max(0.0, $minutes - ($(date +%s) - $T0) / 60))"; }
 nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv | tee $W/gpu.txt
 python3 -c 'import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))' | tee -a $W/gpu.txt
 
-if [ "$mode" = speed ] || [ "$mode" = both ]; then
+case "$mode" in both) mode=speed+quality ;; esac
+
+if [[ $mode == *speed* ]]; then
   timeout 120 python3 -m pytest -q tests/render/test_graphed.py tests/test_cuda_graph.py tests/field/test_encoding_triton.py \
     > $W/gpu_tests.txt 2>&1; tail -3 $W/gpu_tests.txt
   timeout 150 python3 bench/edit_speed.py --device cuda --fit-steps 300 --fraction 0.1 --json $W/edit_speed.json \
@@ -28,13 +33,38 @@ if [ "$mode" = speed ] || [ "$mode" = both ]; then
     --json $W/edit_speed_graphs.json > $W/edit_speed_graphs.txt 2>&1; tail -8 $W/edit_speed_graphs.txt
   ( time timeout 200 python3 -m pnr.cli edit pnr/assets/sample/red_mug "in blue" --preset paper --device cuda --out $W/paper ) \
     > $W/paper_edit.txt 2>&1; tail -4 $W/paper_edit.txt
-  rm -rf $W/paper/ckpt* $W/paper/*.pt 2>/dev/null
+  ( time timeout 200 python3 -m pnr.cli edit pnr/assets/sample/red_mug "in blue" --preset paper --device cuda \
+    --render-graphs --out $W/paper_graphs ) > $W/paper_edit_graphs.txt 2>&1; tail -4 $W/paper_edit_graphs.txt
+  timeout 120 python3 -m pnr.cli eval $W/paper $W/paper_graphs --device cuda --json $W/paper_eval.json \
+    > $W/paper_eval.txt 2>&1; tail -6 $W/paper_eval.txt
+  rm -rf $W/paper*/checkpoint $W/paper*/*.pt $W/paper*/*.npz 2>/dev/null
 fi
 
-if [ "$mode" = quality ] || [ "$mode" = both ]; then
+ngpu=$(nvidia-smi -L 2>/dev/null | wc -l); [ "$ngpu" -ge 1 ] || ngpu=1  # shards round-robin over the GPUs
+
+if [[ $mode == *graphs* ]]; then  # is the CUDA-graph render equal to the default within run-to-run noise?
+  pids=()
+  for tag in default graphs; do
+    mkdir -p $W/$tag; flag=false; [ $tag = graphs ] && flag=true
+    for i in $(seq 0 $((shards / 2 - 1))); do
+      CUDA_VISIBLE_DEVICES=$((i % ngpu)) python3 bench/quality.py run --out $W/$tag/quality.jsonl --device cuda \
+        --methods pnr --seeds 1 --limit 24 --shard $i/$((shards / 2)) --set render_graphs=$flag --threads 1 \
+        --thumb-edits 0 --no-warm-up > $W/$tag/shard$i.log 2>&1 &
+      pids+=($!)
+    done
+  done
+  wait "${pids[@]}"
+  for tag in default graphs; do
+    python3 bench/quality.py compare --a bench/results/quality.jsonl --b $W/$tag/quality.jsonl --variant pnr \
+      | tee $W/compare_$tag.md
+  done
+  python3 bench/quality.py compare --a $W/default/quality.jsonl --b $W/graphs/quality.jsonl | tee $W/compare_default_graphs.md
+  grep -h "finished" $W/default/shard*.log $W/graphs/shard*.log | head -4
+fi
+
+if [[ $mode == *quality* ]]; then
   cp bench/results/quality.jsonl $W/q/quality.jsonl
   m=$(python3 -c "print(round($(left) - 0.7, 2))")
-  ngpu=$(nvidia-smi -L 2>/dev/null | wc -l); [ "$ngpu" -ge 1 ] || ngpu=1  # shards round-robin over the GPUs (nvidia-h200-x2: twice the jobs per device-minute)
   echo "quality: $shards shards on $ngpu GPU(s) for $m minutes"
   pids=()
   for i in $(seq 0 $((shards - 1))); do

@@ -200,3 +200,28 @@ def test_a_diverged_run_is_a_finished_failure_and_keeps_its_edit_phase_snapshot(
     assert pnr["variant"] == "pnr" and pnr["success"] is False and pnr["metrics"] is None and "nan" in pnr["error"]
     md = Q.markdown_table(list(Q.read_results(out).values()), None, Q.expected_counts("test"))
     assert "| pnr | 1/200 | – | – | – | – | – | – | – | – | 0% |" in md
+
+
+def test_set_overrides_parse_bools_and_reject_junk():
+    from types import SimpleNamespace
+
+    def parse(*items):
+        return Q._parse_overrides(SimpleNamespace(search_steps=None, edit_steps=None, revise_steps=None, set=list(items)))
+
+    assert parse("render_graphs=false") == {"render_graphs": False}  # not bool("false")
+    assert parse("render_graphs=True", "num_samples=32", "t_end=0.1,0.3") == {
+        "render_graphs": True, "num_samples": 32, "t_end": (0.1, 0.3)}
+    for bad in ("render_graphs=maybe", "eta=0.3", "nonsense=1"):
+        with pytest.raises(SystemExit):
+            parse(bad)
+
+
+def test_compare_pairs_jobs_and_reports_mean_absolute_difference():
+    a = {Q.key_of(r): r for r in [_rec("color_01", "pnr", 0, 0.5), _rec("color_02", "pnr", 0, 0.7),
+                                   _rec("color_03", "pnr", 0, 0.2)]}
+    b = {Q.key_of(r): r for r in [_rec("color_01", "pnr", 0, 0.6), _rec("color_02", "pnr", 0, 0.4),
+                                   dict(_rec("color_03", "pnr", 0, 0.9), success=False), _rec("color_04", "pnr", 0, 0.1)]}
+    lines = Q.compare_runs(a, b).splitlines()
+    assert lines[0].startswith("| 2 jobs in both, successful in both (3 in both) |")
+    assert "| dir sim ↑ | 0.600 | 0.500 | 0.200 |" in lines  # (0.5+0.7)/2, (0.6+0.4)/2, (0.1+0.3)/2
+    assert "| success | 3/3 | 2/3 |  |" in lines
