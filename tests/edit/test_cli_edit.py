@@ -59,3 +59,13 @@ def test_boolean_settings_are_flags(flag, want):
 
     args = build_parser().parse_args(["edit", "src", "in blue", "--out", "o", "--preset", "quick", *flag])
     assert _config(args).render_graphs is want
+
+
+def test_render_graphs_on_cpu_says_it_does_not_apply_and_edits_as_usual(setup, capsys):
+    d, prior = setup
+    out = d / "graphs_cpu"
+    rc = main(["edit", str(d / "src"), "in blue", "--out", str(out), "--prior", str(prior), "--eta", "0.2",
+               "--render-graphs", *FAST])
+    assert rc == 0
+    assert "--render-graphs applies to CUDA devices only" in capsys.readouterr().out
+    assert json.loads((out / "edit.json").read_text())["config"]["render_graphs"] is True
