@@ -235,8 +235,9 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
         if st["fingerprint"] != _fingerprint(src) or st["field_cfg"] != source.cfg.to_dict():
             raise CheckpointError(f"{out_dir / STATE_FILE} is a partial edit of another source or field config; "
                                   f"use another --out or delete it")
-        if st["config"] != cfg.to_dict():
-            diff = sorted(k for k in cfg.to_dict() if st["config"].get(k) != cfg.to_dict()[k])
+        started = EditConfig.from_dict(st["config"]).to_dict()  # settings added since then take their defaults
+        if started != cfg.to_dict():
+            diff = sorted(k for k in cfg.to_dict() if started.get(k) != cfg.to_dict()[k])
             raise CheckpointError(f"{out_dir / STATE_FILE} was started with other settings ({', '.join(diff)}); "
                                   f"use another --out or delete it")
         field.load_params_dict(st["params"])

@@ -84,6 +84,26 @@ def test_resume_refuses_another_source_or_settings(tmp_path):
         edit_to_dir(_source(), None, den, "green", None, _cfg(seed=3), tmp_path, progress=False)
 
 
+def test_resume_of_a_run_started_before_a_setting_existed(tmp_path):
+    """A state.pt written before a setting was added (here render_graphs) resumes when that setting is at its
+    default, and is refused when it is not."""
+    den = ToyDenoiser(num_views=2)
+
+    def kill(phase, step, loss):
+        if phase == "edit" and step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        edit_to_dir(_source(), None, den, "green", None, _cfg(), tmp_path, progress=False, on_step=kill)
+    st = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    del st["config"]["render_graphs"]
+    torch.save(st, tmp_path / STATE_FILE)
+    with pytest.raises(CheckpointError, match="render_graphs"):
+        edit_to_dir(_source(), None, den, "green", None, _cfg(render_graphs=True), tmp_path, progress=False)
+    res, _ = edit_to_dir(_source(), None, den, "green", None, _cfg(), tmp_path, progress=False)
+    assert len(res.losses) > 0
+
+
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_state(tmp_path):
     den = ToyDenoiser(num_views=2, nan_after=9)  # 5 search calls (CFG batched) + a few edit steps
     with pytest.raises(NumericalError, match="last good state"):
