@@ -7,6 +7,7 @@
     python bench/quality.py table  --jsonl bench/results/quality.jsonl --md docs/quality.md
     python bench/quality.py figure --jsonl bench/results/quality.jsonl --out docs/quality_grid.png
     python bench/quality.py compare --a bench/results/quality.jsonl --b OTHER.jsonl [--variant pnr]
+    python bench/quality.py left   --jsonl bench/results/quality.jsonl   # jobs still to run, per variant
     (also `pnr bench quality run|merge|table|figure ...`)
 
 run: one job per (edit_id, variant, seed). Variants: "pnr" (η by Alg. 2), "pnr_fixed_<η>" for η in
@@ -615,6 +616,25 @@ def cmd_merge(a) -> int:
     return 0
 
 
+def jobs_left(done: set, split: str = "test", n_multi: int = 2) -> dict[str, int]:
+    """Run jobs not in `done` (keys), per variant — what a further `run` would still do."""
+    left: dict[str, int] = {}
+    for e in select_edits(split):
+        for j in jobs_of(e.id, list(RUN_VARIANTS), n_multi):
+            if j.key not in done:
+                left[j.variant] = left.get(j.variant, 0) + 1
+    return left
+
+
+def cmd_left(a) -> int:
+    left = jobs_left(set(read_results(Path(a.jsonl))), a.split, a.seeds)
+    n = sum(left.values())
+    print("jobs left: " + (", ".join(f"{v} {k}" for v, k in left.items()) if left else "none") + f" (total {n})")
+    if n and a.rate:
+        print(f"at {a.rate:g} jobs per device-minute: ~{n / a.rate:.1f} device-minutes")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ table
 COLUMNS = (  # header, metric key (or special), format, better
     ("dir sim ↑", "clip_dir_sim", "{:.3f}"),
@@ -972,6 +992,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", type=int, default=2)
     t.add_argument("--figure", default=None, help="also draw the figure grid at this path (relative to --md) and link it")
     t.set_defaults(func=cmd_table)
+    lf = sub.add_parser("left", help="jobs not finished yet, per variant")
+    lf.add_argument("--jsonl", default="bench/results/quality.jsonl")
+    lf.add_argument("--split", choices=("test", "dev"), default="test")
+    lf.add_argument("--seeds", type=int, default=2)
+    lf.add_argument("--rate", type=float, default=25.0, help="jobs per device-minute for the estimate "
+                    "(2026-11-30: ~25 with 24 shards on nvidia-h200-x2)")
+    lf.set_defaults(func=cmd_left)
     c = sub.add_parser("compare", help="the same jobs in two result files: means and mean per-job difference")
     c.add_argument("--a", required=True, help="results JSONL (its shard files are read too)")
     c.add_argument("--b", required=True)

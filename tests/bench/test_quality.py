@@ -225,3 +225,11 @@ def test_compare_pairs_jobs_and_reports_mean_absolute_difference():
     assert lines[0].startswith("| 2 jobs in both, successful in both (3 in both) |")
     assert "| dir sim ↑ | 0.600 | 0.500 | 0.200 |" in lines  # (0.5+0.7)/2, (0.6+0.4)/2, (0.1+0.3)/2
     assert "| success | 3/3 | 2/3 |  |" in lines
+
+
+def test_jobs_left_counts_unfinished_run_jobs_per_variant():
+    full = Q.jobs_left(set())
+    assert sum(full.values()) == 1200 and full["pnr"] == 200 and full["sds"] == 200 and full["idu"] == 100
+    done = {("color_01", "pnr", 0), ("color_01", "pnr", 1), ("color_01", "idu", 0), ("color_01", "pnr_norevise", 0)}
+    left = Q.jobs_left(done)
+    assert left["pnr"] == 198 and left["idu"] == 99 and sum(left.values()) == 1197
