@@ -50,17 +50,23 @@ def test_baselines_run_through_the_same_loop(method, tmp_path):
     assert all(torch.isfinite(torch.tensor(res.losses)))
 
 
+def _interrupted_run(den, cfg: EditConfig, out) -> None:
+    """An edit stopped (KeyboardInterrupt) after edit step 2 — its state was written, step 3's was not."""
+
+    def kill(phase, step, loss):
+        if phase == "edit" and step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        edit_to_dir(_source(), None, den, "green", None, cfg, out, progress=False, on_step=kill)
+
+
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     den = ToyDenoiser(num_views=2)
     cfg = _cfg()
     ref, _ = edit_to_dir(_source(), None, den, "green", None, cfg, tmp_path / "a", progress=False)
 
-    def kill(phase, step, loss):
-        if phase == "edit" and step == 2:  # after the state of step 2 was written, before step 3 saves
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        edit_to_dir(_source(), None, den, "green", None, cfg, tmp_path / "b", progress=False, on_step=kill)
+    _interrupted_run(den, cfg, tmp_path / "b")
     st = load_state(tmp_path / "b")
     assert st is not None and st["step"] == 2
     res, _ = edit_to_dir(_source(), None, den, "green", None, cfg, tmp_path / "b", progress=False)
@@ -72,12 +78,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
 def test_resume_refuses_another_source_or_settings(tmp_path):
     den = ToyDenoiser(num_views=2)
 
-    def kill(phase, step, loss):
-        if phase == "edit" and step == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        edit_to_dir(_source(), None, den, "green", None, _cfg(), tmp_path, progress=False, on_step=kill)
+    _interrupted_run(den, _cfg(), tmp_path)
     with pytest.raises(CheckpointError, match="another source"):
         edit_to_dir(Field(FieldConfig.tiny(), seed=99), None, den, "green", None, _cfg(), tmp_path, progress=False)
     with pytest.raises(CheckpointError, match="other settings"):
@@ -89,12 +90,7 @@ def test_resume_of_a_run_started_before_a_setting_existed(tmp_path):
     default, and is refused when it is not."""
     den = ToyDenoiser(num_views=2)
 
-    def kill(phase, step, loss):
-        if phase == "edit" and step == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        edit_to_dir(_source(), None, den, "green", None, _cfg(), tmp_path, progress=False, on_step=kill)
+    _interrupted_run(den, _cfg(), tmp_path)
     st = torch.load(tmp_path / STATE_FILE, weights_only=True)
     del st["config"]["render_graphs"]
     torch.save(st, tmp_path / STATE_FILE)
