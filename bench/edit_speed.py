@@ -118,7 +118,7 @@ def step_breakdown(field, occ, guide: Guide, cfg, dev, res: int, steps: int, cei
     prior = guide.prior
     v = cfg.views or int(getattr(prior, "num_views", 1))
     parts = {"render_fwd": [], "prior_fwd": [], "backward": [], "optimizer": []}
-    graphs_on = dev.type == "cuda" and graphed.enabled()
+    graphs_on = dev.type == "cuda" and (cfg.render_graphs or graphed.enabled())
     spr = []
     flops_prior = None
     for i in range(steps + 2):
@@ -294,13 +294,11 @@ def main() -> None:
     ap.add_argument("--field", default="default", choices=["default", "small", "tiny"])
     ap.add_argument("--fit-rays", type=int, default=4096)
     ap.add_argument("--tiny-prior", action="store_true", help="code-path check only: tiny random prior")
-    ap.add_argument("--render-graphs", action="store_true",
-                    help="replay the differentiable render from CUDA graphs (sets PNR_RENDER_GRAPHS=1; experimental)")
+    ap.add_argument("--render-graphs", action=argparse.BooleanOptionalAction, default=True,
+                    help="replay the differentiable render from CUDA graphs (EditConfig.render_graphs; default on)")
     ap.add_argument("--json", default="")
     ap.add_argument("--profile", default="", help="write torch.profiler tables of 16 edit steps to this file")
     a = ap.parse_args()
-    if a.render_graphs:
-        os.environ["PNR_RENDER_GRAPHS"] = "1"
     dev = torch.device(a.device)
     torch.manual_seed(0)
     rec: dict = {"args": vars(a), "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else f"cpu x{torch.get_num_threads()}",
@@ -314,7 +312,7 @@ def main() -> None:
     field, occ, info = make_source(a.object, a.fit_steps, dev, fcfg, a.fit_rays)
     rec["source"] = info
     print("source:", json.dumps(info), flush=True)
-    cfg = preset(a.preset)
+    cfg = replace(preset(a.preset), render_graphs=a.render_graphs)
     rec["samples_per_ray"] = [samples_per_ray(field, occ, dev, r, cfg.num_samples) for r in (cfg.res_low, cfg.res_high)]
     for s in rec["samples_per_ray"]:
         print("samples/ray:", json.dumps(s), flush=True)

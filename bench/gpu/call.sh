@@ -24,18 +24,24 @@ python3 -c 'import torch, triton; print(torch.__version__, triton.__version__, t
 
 case "$mode" in both) mode=speed+quality ;; esac
 
+if [[ $mode == *evalcheck* ]]; then  # `pnr eval` of a GPU edit (GT turntable rendered on the GPU)
+  ( timeout 120 python3 -m pnr.cli edit pnr/assets/sample/red_mug "in blue" --preset quick --device cuda --out $W/quick \
+    && timeout 120 python3 -m pnr.cli eval $W/quick --device cuda --json $W/quick_eval.json ) > $W/quick_eval.txt 2>&1
+  tail -12 $W/quick_eval.txt; rm -rf $W/quick/checkpoint $W/quick/*.pt $W/quick/*.npz
+fi
+
 if [[ $mode == *speed* ]]; then
   timeout 120 python3 -m pytest -q tests/render/test_graphed.py tests/test_cuda_graph.py tests/field/test_encoding_triton.py \
     > $W/gpu_tests.txt 2>&1; tail -3 $W/gpu_tests.txt
   timeout 150 python3 bench/edit_speed.py --device cuda --fit-steps 300 --fraction 0.1 --json $W/edit_speed.json \
     --profile $W/profile.txt > $W/edit_speed.txt 2>&1; tail -8 $W/edit_speed.txt
-  timeout 150 python3 bench/edit_speed.py --device cuda --fit-steps 300 --fraction 0.1 --render-graphs \
-    --json $W/edit_speed_graphs.json > $W/edit_speed_graphs.txt 2>&1; tail -8 $W/edit_speed_graphs.txt
+  timeout 150 python3 bench/edit_speed.py --device cuda --fit-steps 300 --fraction 0.1 --no-render-graphs \
+    --json $W/edit_speed_eager.json > $W/edit_speed_eager.txt 2>&1; tail -8 $W/edit_speed_eager.txt
   ( time timeout 200 python3 -m pnr.cli edit pnr/assets/sample/red_mug "in blue" --preset paper --device cuda --out $W/paper ) \
     > $W/paper_edit.txt 2>&1; tail -4 $W/paper_edit.txt
   ( time timeout 200 python3 -m pnr.cli edit pnr/assets/sample/red_mug "in blue" --preset paper --device cuda \
-    --render-graphs --out $W/paper_graphs ) > $W/paper_edit_graphs.txt 2>&1; tail -4 $W/paper_edit_graphs.txt
-  timeout 120 python3 -m pnr.cli eval $W/paper $W/paper_graphs --device cuda --json $W/paper_eval.json \
+    --no-render-graphs --out $W/paper_eager ) > $W/paper_edit_eager.txt 2>&1; tail -4 $W/paper_edit_eager.txt
+  timeout 120 python3 -m pnr.cli eval $W/paper $W/paper_eager --device cuda --json $W/paper_eval.json \
     > $W/paper_eval.txt 2>&1; tail -6 $W/paper_eval.txt
   rm -rf $W/paper*/checkpoint $W/paper*/*.pt $W/paper*/*.npz 2>/dev/null
 fi
@@ -48,7 +54,7 @@ if [[ $mode == *graphs* ]]; then  # is the CUDA-graph render equal to the defaul
     mkdir -p $W/$tag; flag=false; [ $tag = graphs ] && flag=true
     for i in $(seq 0 $((shards / 2 - 1))); do
       CUDA_VISIBLE_DEVICES=$((i % ngpu)) python3 bench/quality.py run --out $W/$tag/quality.jsonl --device cuda \
-        --methods pnr --seeds 1 --limit 24 --shard $i/$((shards / 2)) --set render_graphs=$flag --threads 1 \
+        --methods pnr --seeds 1 --limit ${GRAPHS_LIMIT:-24} --max-minutes ${GRAPHS_MINUTES:-30} --shard $i/$((shards / 2)) --set render_graphs=$flag --threads 1 \
         --thumb-edits 0 --no-warm-up > $W/$tag/shard$i.log 2>&1 &
       pids+=($!)
     done

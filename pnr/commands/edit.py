@@ -140,8 +140,6 @@ def run(args):
         raise PnrError(f"--editor is used only by --method idu (the dataset update's image editor), "
                        f"not --method {cfg.method}")
     device = resolve_device(args.device)
-    if cfg.render_graphs and not str(device).startswith("cuda"):
-        print(f"pnr edit: --render-graphs applies to CUDA devices only; rendering as usual on {device}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise PnrError(f"--out {out} exists and is not a folder")

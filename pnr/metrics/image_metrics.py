@@ -21,7 +21,8 @@ from pnr.metrics.perceptual import perceptual_distance
 @torch.no_grad()
 def lpips_pairs(a: torch.Tensor, b: torch.Tensor, net: str = "alex", backend: str = "stlpips", batch: int = 32) -> torch.Tensor:
     """Per-frame perceptual distance between aligned frame sets -> [V]."""
-    a, b = as_float_chw(a), as_float_chw(b)
+    a = as_float_chw(a)
+    b = as_float_chw(b).to(a.device)  # turntables come back on the CPU, exact GT renders on the model's device
     return torch.cat([perceptual_distance(a[i : i + batch], b[i : i + batch], net, backend) for i in range(0, a.shape[0], batch)])
 
 
@@ -39,7 +40,8 @@ def a_lpips(frames: torch.Tensor, net: str = "alex", backend: str = "stlpips", c
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB over all frames together (peak 1.0); identical frames give +inf."""
-    a, b = as_float_chw(a).float(), as_float_chw(b).float()
+    a = as_float_chw(a).float()
+    b = as_float_chw(b).float().to(a.device)
     mse = (a - b).pow(2).mean().item()
     return math.inf if mse == 0 else -10.0 * math.log10(mse)
 

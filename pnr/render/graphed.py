@@ -7,11 +7,12 @@ per (rays, samples, budget), where the budget is the occupied-sample count round
 (one host sync per call to read that count). Field parameters must be updated in place (Adam, and
 `Field.load_params_dict`, do) and the occupancy grid's `occupied` buffer too (`OccupancyGrid._refresh`).
 
-Opt-in: `EditConfig.render_graphs` (`pnr edit --render-graphs`) or PNR_RENDER_GRAPHS=1. Its equality with the
-dynamic renderer is tested on the CPU through `render_rays_static` (tests/render/test_static.py); the replay
-itself (tests/render/test_graphed.py, CUDA only) passed on an H200 (2026-11-30), where it cut the 64-px edit
-step from 11.9 to 7.0 ms (docs/speed.md). Off by default: not bit-identical to the default render (no early
-ray termination), and the quality benchmark's runs use the default render.
+On by default on CUDA: `EditConfig.render_graphs` (`pnr edit --no-render-graphs` for the eager render;
+PNR_RENDER_GRAPHS=1 forces it on). Its equality with the dynamic renderer is tested on the CPU through
+`render_rays_static` (tests/render/test_static.py); the replay itself (tests/render/test_graphed.py, CUDA only)
+passed on an H200 (2026-11-30), where it cut the 64-px edit step from 11.9 to 7.0 ms (docs/speed.md). Not
+bit-identical to the eager render (no early ray termination), but on 72 benchmark edits its metrics differ
+from the committed ones no more than an eager rerun's do (docs/quality.md, "Render graphs").
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def test_pnr_edit_cli_errors(setup, capsys, argv, msg):
     assert "error" in err and (msg is None or msg in err)
 
 
-@pytest.mark.parametrize("flag,want", [([], False), (["--render-graphs"], True), (["--no-render-graphs"], False)])
+@pytest.mark.parametrize("flag,want", [([], True), (["--render-graphs"], True), (["--no-render-graphs"], False)])
 def test_boolean_settings_are_flags(flag, want):
     """A bool EditConfig field is a --x / --no-x flag, not a type=bool option (bool("False") is True)."""
     from pnr.cli import build_parser
@@ -61,11 +61,20 @@ def test_boolean_settings_are_flags(flag, want):
     assert _config(args).render_graphs is want
 
 
-def test_render_graphs_on_cpu_says_it_does_not_apply_and_edits_as_usual(setup, capsys):
+def test_render_graphs_does_nothing_on_the_cpu(setup):
+    """render_graphs (on by default) is CUDA-only: on the CPU --render-graphs and --no-render-graphs give the same
+    edited weights, bit for bit, and edit.json records what was asked."""
+    import torch
+
+    from pnr.field.checkpoint import load_checkpoint
+
     d, prior = setup
-    out = d / "graphs_cpu"
-    rc = main(["edit", str(d / "src"), "in blue", "--out", str(out), "--prior", str(prior), "--eta", "0.2",
-               "--render-graphs", *FAST])
-    assert rc == 0
-    assert "--render-graphs applies to CUDA devices only" in capsys.readouterr().out
-    assert json.loads((out / "edit.json").read_text())["config"]["render_graphs"] is True
+    weights = {}
+    for flag in ("--render-graphs", "--no-render-graphs"):
+        out = d / f"graphs_cpu{flag}"
+        assert main(["edit", str(d / "src"), "in blue", "--out", str(out), "--prior", str(prior), "--eta", "0.2",
+                     flag, *FAST]) == 0
+        assert json.loads((out / "edit.json").read_text())["config"]["render_graphs"] is (flag == "--render-graphs")
+        weights[flag] = load_checkpoint(out / "checkpoint")[0].state_dict()
+    a, b = weights.values()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -95,7 +95,7 @@ def test_resume_of_a_run_started_before_a_setting_existed(tmp_path):
     del st["config"]["render_graphs"]
     torch.save(st, tmp_path / STATE_FILE)
     with pytest.raises(CheckpointError, match="render_graphs"):
-        edit_to_dir(_source(), None, den, "green", None, _cfg(render_graphs=True), tmp_path, progress=False)
+        edit_to_dir(_source(), None, den, "green", None, _cfg(render_graphs=False), tmp_path, progress=False)
     res, _ = edit_to_dir(_source(), None, den, "green", None, _cfg(), tmp_path, progress=False)
     assert len(res.losses) > 0
 
