@@ -147,10 +147,14 @@ def result_files(out: Path) -> list[Path]:
 
 
 def read_jsonl(path: Path, warn=True) -> list[dict]:
-    """Records of one JSONL file. Lines that do not parse (a process killed mid-write leaves a truncated
-    last line) are skipped, with a note on stderr."""
+    """Records of one JSONL file (or .jsonl.gz, as archived results are). Lines that do not parse (a process
+    killed mid-write leaves a truncated last line) are skipped, with a note on stderr."""
     recs = []
     data = Path(path).read_bytes()
+    if str(path).endswith(".gz"):
+        import gzip
+
+        data = gzip.decompress(data)
     lines = data.split(b"\n")
     for i, line in enumerate(lines):
         if not line.strip():
@@ -904,7 +908,44 @@ def cmd_table(a) -> int:
         print(f"quality: wrote {a.md} ({len(recs)} of {n_exp} results)")
     else:
         print(text)
+    if a.readme:
+        n = update_readme_tables(Path(a.readme), text)
+        print(f"quality: replaced {n} tables in {a.readme}")
     return 0
+
+
+README_SECTION = "### Quality benchmark"
+README_TABLES = ("| method | jobs |", "| seed 0, ", "| seed 0, ")  # the all-types table, then the two paired ones
+
+
+def _table_at(lines: list[str], start: int, head: str) -> tuple[int, int]:
+    """(first, end) line indices of the first markdown table at or after `start` whose header begins `head`."""
+    i = next((i for i in range(start, len(lines)) if lines[i].startswith(head)), None)
+    if i is None:
+        raise SystemExit(f"quality: no table starting {head!r} found")
+    j = i
+    while j < len(lines) and lines[j].startswith("|"):
+        j += 1
+    return i, j
+
+
+def update_readme_tables(readme: Path, md: str) -> int:
+    """Replace, in README's quality section, the averaged table and the two paired tables with the ones just
+    generated (same order as in docs/quality.md), so README's numbers come from the same command."""
+    from pnr.io import atomic_write_text
+
+    doc, rd = md.splitlines(), readme.read_text().splitlines()
+    sec = next((i for i, l in enumerate(rd) if l.startswith(README_SECTION)), None)
+    if sec is None:
+        raise SystemExit(f"quality: {readme} has no '{README_SECTION}' section")
+    d_at = r_at = 0
+    for head in README_TABLES:
+        d0, d1 = _table_at(doc, d_at, head)
+        r0, r1 = _table_at(rd, max(r_at, sec), head)
+        rd[r0:r1] = doc[d0:d1]
+        d_at, r_at = d1, r0 + (d1 - d0)
+    atomic_write_text(readme, "\n".join(rd) + "\n")
+    return len(README_TABLES)
 
 
 # ------------------------------------------------------------------------------------------ figure
@@ -993,6 +1034,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--split", choices=("test", "dev"), default="test")
     t.add_argument("--seeds", type=int, default=2)
     t.add_argument("--figure", default=None, help="also draw the figure grid at this path (relative to --md) and link it")
+    t.add_argument("--readme", default=None, help="also replace the averaged and paired tables in this README's "
+                   f"'{README_SECTION}' section")
     t.set_defaults(func=cmd_table)
     lf = sub.add_parser("left", help="jobs not finished yet, per variant")
     lf.add_argument("--jsonl", default="bench/results/quality.jsonl")

@@ -233,3 +233,35 @@ def test_jobs_left_counts_unfinished_run_jobs_per_variant():
     done = {("color_01", "pnr", 0), ("color_01", "pnr", 1), ("color_01", "idu", 0), ("color_01", "pnr_norevise", 0)}
     left = Q.jobs_left(done)
     assert left["pnr"] == 198 and left["idu"] == 99 and sum(left.values()) == 1197
+
+
+def test_read_jsonl_reads_gzipped_archives_like_plain_files(tmp_path):
+    import gzip
+
+    recs = [_rec("color_01", "pnr", 0, 0.5), _rec("color_02", "sds", 1, 0.3)]
+    text = "".join(json.dumps(r) + "\n" for r in recs)
+    (tmp_path / "a.jsonl").write_text(text)
+    (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(text.encode()))
+    plain, packed = Q.read_jsonl(tmp_path / "a.jsonl"), Q.read_jsonl(tmp_path / "a.jsonl.gz")
+    assert plain == packed == recs
+
+
+def test_readme_tables_are_replaced_from_the_generated_markdown(tmp_path):
+    md = "\n".join(["# q", "| method | jobs |", "|---|---|", "| pnr | 2/2 |", "", "## Paired",
+                    "| seed 0, 3 edits finished by every method | x |", "|---|---|", "| pnr | 0.5 |", "",
+                    "| seed 0, 3 edits with pnr and each fixed η | x |", "|---|---|", "| pnr | 0.6 |", ""])
+    readme = tmp_path / "README.md"
+    readme.write_text("\n".join(["# top", "| method | jobs |", "|---|---|", "| untouched | 0 |", "",
+                                 "### Quality benchmark", "text", "| method | jobs |", "|---|---|", "| pnr | 1/2 |",
+                                 "| sds | 0/2 |", "claims", "| seed 0, 1 edits finished by every method | x |",
+                                 "|---|---|", "| pnr | 0.1 |", "", "| seed 0, 1 edits with pnr | x |", "|---|---|",
+                                 "| pnr | 0.2 |", "", "### Next", "| method | jobs |", "| other | 9 |", ""]))
+    assert Q.update_readme_tables(readme, md) == 3
+    out = readme.read_text().splitlines()
+    assert out[:4] == ["# top", "| method | jobs |", "|---|---|", "| untouched | 0 |"]  # before the section
+    assert "| pnr | 2/2 |" in out and "| sds | 0/2 |" not in out and "claims" in out
+    assert "| pnr | 0.5 |" in out and "| pnr | 0.6 |" in out and "| pnr | 0.1 |" not in out
+    assert out[-3:] == ["### Next", "| method | jobs |", "| other | 9 |"]  # after it
+    readme.write_text("# no quality section\n")
+    with pytest.raises(SystemExit, match="Quality benchmark"):
+        Q.update_readme_tables(readme, md)
