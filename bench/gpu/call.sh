@@ -6,6 +6,7 @@
 #   bash bench/gpu/call.sh both MIN [N]       # speed first, then quality for what is left of MIN
 #   bash bench/gpu/call.sh graphs+quality MIN [N]  # --render-graphs vs the default render on the first 24 test
 #                                             # edits (pnr, seed 0), each against the committed results, then quality
+#   LAMBDAS="300,30000 30,3000" bash bench/gpu/call.sh lambda MIN  # dev-split pilot of the identity weights
 # (a mode naming several parts, e.g. speed+graphs+quality, runs them in that order)
 # carry=[".gpusite"] (bench/gpu/prepare.sh builds it). Everything lands in $OUT/results.tgz (plus the log),
 # written even when the call is killed at its limit; unpack it here and see bench/gpu/README.md.
@@ -66,6 +67,22 @@ if [[ $mode == *graphs* ]]; then  # is the CUDA-graph render equal to the defaul
   done
   python3 bench/quality.py compare --a $W/default/quality.jsonl --b $W/graphs/quality.jsonl | tee $W/compare_default_graphs.md
   grep -h "finished" $W/default/shard*.log $W/graphs/shard*.log | head -4
+fi
+
+if [[ $mode == *lambda* ]]; then  # dev-split pilot of the identity weights: (λ_L1, λ_p) scaled together
+  pids=()                          # LAMBDA_LIMIT dev edits per setting, one shard per edit, all at once
+  for lp in ${LAMBDAS:-300,30000 100,10000 30,3000 0,0}; do
+    l1=${lp%,*}; lpp=${lp#*,}; d=$W/lambda/l1_${l1}_p_${lpp}; mkdir -p $d
+    for i in $(seq 0 $((${LAMBDA_LIMIT:-6} - 1))); do
+      CUDA_VISIBLE_DEVICES=$((i % ngpu)) python3 bench/quality.py run --out $d/quality.jsonl --device cuda --split dev \
+        --methods pnr --seeds 1 --limit ${LAMBDA_LIMIT:-6} --shard $i/${LAMBDA_LIMIT:-6} --set lambda_l1=$l1 \
+        --set lambda_p=$lpp --threads 1 --thumb-edits 0 --no-warm-up --max-minutes ${LAMBDA_MINUTES:-6} \
+        > $d/shard$i.log 2>&1 &
+      pids+=($!)
+    done
+  done
+  wait "${pids[@]}"
+  grep -h "finished" $W/lambda/*/shard*.log
 fi
 
 if [[ $mode == *quality* ]]; then
