@@ -17,6 +17,10 @@ METHODS = ("pnr", "sds", "pds", "idu", "regen")
 DELTA_MIN_BUILTIN = 281.03
 DELTA_MIN_PAPER = 1000.0  # App. C, MVDream-threestudio loss units
 
+# Settings that change how a run executes or what it writes at the end, not what it optimises: a partial run
+# resumes under new values of these (e.g. one started before render_graphs became the CUDA default).
+RESUME_MAY_CHANGE = ("render_graphs", "checkpoint_every", "turntable_frames", "turntable_res")
+
 
 @dataclass
 class EditConfig:

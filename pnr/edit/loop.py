@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from pnr.edit.config import EditConfig
+from pnr.edit.config import RESUME_MAY_CHANGE, EditConfig
 from pnr.edit.eta import choose_eta
 from pnr.edit.ipg import default_perceptual, identity_loss
 from pnr.edit.perturb import perturb
@@ -236,8 +236,9 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
             raise CheckpointError(f"{out_dir / STATE_FILE} is a partial edit of another source or field config; "
                                   f"use another --out or delete it")
         started = EditConfig.from_dict(st["config"]).to_dict()  # settings added since then take their defaults
-        if started != cfg.to_dict():
-            diff = sorted(k for k in cfg.to_dict() if started.get(k) != cfg.to_dict()[k])
+        now = cfg.to_dict()
+        diff = sorted(k for k in now if started.get(k) != now[k] and k not in RESUME_MAY_CHANGE)
+        if diff:
             raise CheckpointError(f"{out_dir / STATE_FILE} was started with other settings ({', '.join(diff)}); "
                                   f"use another --out or delete it")
         field.load_params_dict(st["params"])

@@ -86,18 +86,35 @@ def test_resume_refuses_another_source_or_settings(tmp_path):
 
 
 def test_resume_of_a_run_started_before_a_setting_existed(tmp_path):
-    """A state.pt written before a setting was added (here render_graphs) resumes when that setting is at its
+    """A state.pt written before a setting was added (here ipg_anneal) resumes when that setting is at its
     default, and is refused when it is not."""
     den = ToyDenoiser(num_views=2)
 
     _interrupted_run(den, _cfg(), tmp_path)
     st = torch.load(tmp_path / STATE_FILE, weights_only=True)
-    del st["config"]["render_graphs"]
+    del st["config"]["ipg_anneal"]
     torch.save(st, tmp_path / STATE_FILE)
-    with pytest.raises(CheckpointError, match="render_graphs"):
-        edit_to_dir(_source(), None, den, "green", None, _cfg(render_graphs=False), tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="ipg_anneal"):
+        edit_to_dir(_source(), None, den, "green", None, _cfg(ipg_anneal=0.3), tmp_path, progress=False)
     res, _ = edit_to_dir(_source(), None, den, "green", None, _cfg(), tmp_path, progress=False)
     assert len(res.losses) > 0
+
+
+def test_resume_under_new_execution_settings_gives_the_same_edit(tmp_path):
+    """A run started with render_graphs off (the default until 2026-11-30) and other checkpoint/turntable
+    settings resumes under the new ones, and on the CPU ends exactly where an uninterrupted run does."""
+    den = ToyDenoiser(num_views=2)
+    old = _cfg(render_graphs=False, checkpoint_every=2)
+    ref, _ = edit_to_dir(_source(), None, den, "green", None, _cfg(), tmp_path / "a", progress=False)
+    _interrupted_run(den, old, tmp_path / "b")
+    res, _ = edit_to_dir(_source(), None, den, "green", None, _cfg(render_graphs=True, checkpoint_every=3),
+                         tmp_path / "b", progress=False)
+    assert res.losses == ref.losses
+    a, b = ref.field.params_dict(), res.field.params_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    _interrupted_run(den, old, tmp_path / "c")
+    with pytest.raises(CheckpointError, match="lr_mlp"):  # an optimisation setting still may not change
+        edit_to_dir(_source(), None, den, "green", None, _cfg(lr_mlp=0.002), tmp_path / "c", progress=False)
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_state(tmp_path):
