@@ -154,8 +154,6 @@ def run(args):
         editor, prior = None, _load_prior(args.prior, device)
     field, occ, caption, desc = _load_source(args, out, device)
     source_prompt = args.source_prompt or caption
-    if (out / STATE_FILE).exists():
-        print(f"pnr edit: continuing the partial run in {out}")
     res, rec = edit_to_dir(field, occ, prior, args.prompt, source_prompt, cfg, out, resume=True,
                            progress=not args.quiet, editor=editor,
                            extra_record={"source": desc, "prior": None if editor else args.prior,

@@ -204,12 +204,14 @@ def _fingerprint(params: dict[str, Tensor]) -> list[float]:
 def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: EditConfig,
          out_dir: str | Path | None = None, resume: bool = True, progress: bool = True,
          on_step: Callable[[str, int, float], None] | None = None, search_only: bool = False,
-         on_phase_end: Callable[[str, Field, OccupancyGrid | None], None] | None = None) -> EditResult:
+         on_phase_end: Callable[[str, Field, OccupancyGrid | None], None] | None = None,
+         task: dict | None = None) -> EditResult:
     """Edits `source` toward guide.cond with cfg.method; returns the edited field. With `out_dir`,
     writes DIR/state.pt every cfg.checkpoint_every steps and resumes from it when present.
     `search_only` returns right after the η search (the field is then θ_src; for calibration).
     `on_phase_end(phase, field, occ)` is called after the last step of the edit phase ("edit") and of
-    the revise phase ("revise"), e.g. to evaluate PnR without its revise phase from the same run."""
+    the revise phase ("revise"), e.g. to evaluate PnR without its revise phase from the same run.
+    `task` (e.g. the conditioning texts) is stored with the state; a resume with another task is refused."""
     t0 = time.time()
     out_dir = Path(out_dir) if out_dir is not None else None
     dev = source.device
@@ -229,6 +231,7 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
     opt = _optimizer(field, cfg)
     g = torch.Generator()
     phase_s: dict[str, float] = {}
+    earlier_s = 0.0  # wall seconds of the sessions before a resume
     st = load_state(out_dir) if (out_dir is not None and resume) else None
 
     if st is not None:  # ---- continue a partial run
@@ -240,7 +243,12 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
         diff = sorted(k for k in now if started.get(k) != now[k] and k not in RESUME_MAY_CHANGE)
         if diff:
             raise CheckpointError(f"{out_dir / STATE_FILE} was started with other settings ({', '.join(diff)}); "
-                                  f"use another --out or delete it")
+                                  f"use another --out or --restart")
+        if task is not None and st.get("task") is not None and st["task"] != task:
+            was = ", ".join(f"{k} {v!r}" for k, v in st["task"].items())
+            now_ = ", ".join(f"{k} {v!r}" for k, v in task.items())
+            raise CheckpointError(f"{out_dir / STATE_FILE} is a partial edit for {was}, not {now_}; "
+                                  f"use another --out or --restart")
         field.load_params_dict(st["params"])
         if occ is not None:
             occ.load_state_dict(st["occupancy"])
@@ -248,6 +256,9 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
         g.set_state(st["rng"])
         eta, trace, losses, start = st["eta"], st["eta_trace"], st["losses"], st["step"]
         phase_s = dict(st.get("phase_seconds", {}))
+        earlier_s = float(st.get("run_seconds", sum(phase_s.values())))
+        if progress:
+            tqdm.write(f"pnr edit: continuing the partial run in {out_dir} from step {start} of {total} (η {eta:.3f})")
     else:
         # ---- 1. η (Alg. 2) -----------------------------------------------------------------
         ts = time.time()
@@ -344,11 +355,12 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
                 "params": field.params_dict(), "occupancy": occ.state_dict() if occ is not None else None,
                 "optimizer": opt.state_dict(), "rng": g.get_state(), "config": cfg.to_dict(),
                 "field_cfg": source.cfg.to_dict(), "fingerprint": _fingerprint(src), "phase_seconds": phase_s,
+                "run_seconds": earlier_s + time.time() - t0, "task": task,
                 "idu": idu["images"] if idu is not None else None})
     bar.close()
     if out_dir is None or total == 0 or total % cfg.checkpoint_every != 0:
         phase_s["edit+revise"] = phase_s.get("edit+revise", 0.0) + time.time() - tp
-    return EditResult(field, occ, eta, trace, losses, time.time() - t0, phase_s)
+    return EditResult(field, occ, eta, trace, losses, earlier_s + time.time() - t0, phase_s)
 
 
 def _copy_occ(occ: OccupancyGrid | None, dev) -> OccupancyGrid | None:

@@ -81,7 +81,10 @@ def edit_to_dir(source: Field, source_occ: OccupancyGrid | None, prior, edit_pro
         cfg = cfg if cfg.views else replace(cfg, views=4)
     if cfg.delta_min is None:
         cfg = replace(cfg, delta_min=DELTA_MIN_BUILTIN if is_builtin(prior) else DELTA_MIN_PAPER)
-    res = edit(source, source_occ, guide, cfg, out_dir=out_dir, resume=resume, progress=progress, on_step=on_step)
+    task = {"edit text": edit_text, "source text": source_text,
+            "editor": type(editor).__name__ if editor is not None else None}
+    res = edit(source, source_occ, guide, cfg, out_dir=out_dir, resume=resume, progress=progress, on_step=on_step,
+               task=task)
 
     ts = time.time()
     meta = {"caption": edit_text if source_text and editor is None else None, "source_caption": source_text,

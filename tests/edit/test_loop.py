@@ -170,3 +170,23 @@ def test_identity_term_adds_to_the_revise_loss_only(tmp_path):
         runs[lam] = res.losses
     assert runs[0.0][:4] == runs[1000.0][:4]  # edit phase: same random draws, no identity term
     assert runs[1000.0][4] > runs[0.0][4] + 1.0  # first revise step: + w * λ_L1 * L1 with L1 > 0 after the edit
+
+
+def test_resume_refuses_another_prompt(tmp_path):
+    """The prompts are part of what a partial run is: resuming "green" into a run started for "blue" is refused
+    (it would mix both edits under one label), and the same prompt resumes."""
+    den = ToyDenoiser(num_views=2)
+    _interrupted_run(den, _cfg(), tmp_path)  # started for "green"
+    with pytest.raises(CheckpointError, match="'green'.*not.*'blue'"):
+        edit_to_dir(_source(), None, den, "blue", None, _cfg(), tmp_path, progress=False)
+    res, rec = edit_to_dir(_source(), None, den, "green", None, _cfg(), tmp_path, progress=False)
+    assert len(res.losses) > 0 and rec["conditioning_text"] == "green"
+
+
+def test_resumed_run_reports_the_time_of_all_its_sessions(tmp_path):
+    """edit.json's total covers every session, so it is never below the sum of its phases."""
+    den = ToyDenoiser(num_views=2)
+    _interrupted_run(den, _cfg(), tmp_path)
+    _, rec = edit_to_dir(_source(), None, den, "green", None, _cfg(), tmp_path, progress=False)
+    s = rec["seconds"]
+    assert s["total"] >= s["search"] + s["edit+revise"]
