@@ -145,7 +145,8 @@ def fit(dataset: TransformsDataset, field_cfg: FieldConfig, fit_cfg: FitConfig, 
             if st:
                 extra[f"adam.{i}.step"] = torch.as_tensor(st["step"]).reshape(1).float().cpu() if not torch.is_tensor(st["step"]) else st["step"].cpu()
                 extra[f"adam.{i}.exp_avg"], extra[f"adam.{i}.exp_avg_sq"] = st["exp_avg"], st["exp_avg_sq"]
-        save_checkpoint(ckpt_dir, field, occ, {"step": step, "train_time_s": t_train, "fit_config": asdict(c)}, extra)
+        save_checkpoint(ckpt_dir, field, occ, {"step": step, "train_time_s": t_train, "fit_config": asdict(c),
+                                             **({"caption": dataset.caption} if dataset.caption else {})}, extra)
 
     t_train = float(meta.get("train_time_s", 0.0)) if resume else 0.0  # time limits count across resumes
     t_session, samples_total, rays_total, loss_val = 0.0, 0.0, 0, float("nan")

@@ -9,7 +9,6 @@ A DIR holding a partial run (DIR/state.pt) is continued; --restart starts it ove
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -117,10 +116,7 @@ def _load_source(args, out: Path, device: str):
     from pnr.fit import FitConfig, fit
 
     data = load_transforms_dataset(src)
-    try:
-        caption = json.loads(tjson.read_text()).get("caption")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        caption = None
+    caption = data.caption
     fit_dir = out / "source"
     resume = (fit_dir / "checkpoint" / "config.json").exists()
     field, occ, _ = fit(data, field_preset(args.field), FitConfig(steps=args.fit_steps, device=device), fit_dir,

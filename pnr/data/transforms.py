@@ -60,6 +60,7 @@ class TransformsDataset:
     splits: dict[str, Tensor]  # split name -> frame indices (int64)
     files: list[str]
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    caption: str | None = None  # a top-level "caption" string (`pnr data object` writes one); fit keeps it
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -69,7 +70,7 @@ class TransformsDataset:
         if idx is None or idx.numel() == 0:
             raise DataError(f"dataset has no '{split}' views (splits: {sorted(k for k, v in self.splits.items() if len(v))})")
         return TransformsDataset(self.images[idx], self.alpha[idx], self.cams[idx], {split: torch.arange(len(idx))},
-                                 [self.files[i] for i in idx.tolist()], self.background)
+                                 [self.files[i] for i in idx.tolist()], self.background, self.caption)
 
 
 def _read_json(path: Path) -> dict:
@@ -234,7 +235,9 @@ def load_transforms_dataset(path: str | Path, split: str | None = None,
         splits.setdefault(s, []).append(k)
     it = torch.tensor(intr, dtype=torch.float32)
     w, h = first[:2]
+    captions = {m.get("caption") for _, _, m, _, _ in entries if isinstance(m.get("caption"), str) and m["caption"].strip()}
+    caption = captions.pop().strip() if len(captions) == 1 else None  # none, or files that disagree: no caption
     cams = Cameras(torch.stack(poses), it[:, 0], it[:, 1], it[:, 2], it[:, 3], w, h)
     return TransformsDataset(torch.stack(imgs), torch.stack(alphas), cams,
                              {s: torch.tensor(v, dtype=torch.int64) for s, v in splits.items()}, files,
-                             tuple(float(c) for c in background))
+                             tuple(float(c) for c in background), caption)

@@ -64,3 +64,24 @@ def test_bad_inputs_give_one_line_errors(data, tmp_path, capsys):
     _one_line_error(capsys, "nothing to resume")
     with pytest.raises(Exception):
         main(["--debug", "fit", str(tmp_path / "missing"), "--out", str(tmp_path / "r"), *FAST])
+
+
+def test_fit_keeps_the_dataset_caption_for_edit(tmp_path, capsys):
+    """`pnr data object` writes the object's caption into transforms.json; `pnr fit` must carry it into the
+    checkpoint, or `pnr edit RUN "..."` loses the source caption (no object in its conditioning, PDS refuses)."""
+    from pnr.data.transforms import load_transforms_dataset
+    from pnr.field.checkpoint import load_checkpoint
+
+    ds = tmp_path / "mug"
+    assert main(["data", "object", "a red striped mug", "--views", "4", "--res", "16", "--out", str(ds)]) == 0
+    assert load_transforms_dataset(ds).caption == "a red striped mug"
+    run = tmp_path / "run"
+    assert main(["fit", str(ds), "--out", str(run), *FAST]) == 0
+    assert load_checkpoint(run)[2]["caption"] == "a red striped mug"
+    capsys.readouterr()
+
+
+def test_a_dataset_without_a_caption_has_none(data):
+    from pnr.data.transforms import load_transforms_dataset
+
+    assert load_transforms_dataset(data).caption is None
