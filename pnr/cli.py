@@ -1,12 +1,15 @@
 """`pnr` command line: fit | render | data | prior | edit | eval | bench.
 
 Each subcommand lives in pnr/commands/<name>.py with `add_parser(subparsers)`; the chosen one's
-`run(args)` does the work. PnrError becomes a one-line message and exit 2 unless --debug.
+`run(args)` does the work. PnrError, and a filesystem error on a named path (an --out under a file, no
+permission, disk full), become a one-line message and exit 2 unless --debug (accepted before or after the
+subcommand).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from pnr.commands import bench, data, edit, eval as eval_cmd, fit, prior, render
@@ -19,7 +22,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for mod in (fit, render, data, prior, edit, eval_cmd, bench):
         mod.add_parser(sub)
+    for sp in _all_subparsers(sub):  # `pnr edit ... --debug` works too (SUPPRESS: it never undoes `pnr --debug`)
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
     return p
+
+
+def _all_subparsers(action) -> list[argparse.ArgumentParser]:
+    out = []
+    for sp in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+        out.append(sp)
+        for a in sp._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                out += _all_subparsers(a)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"pnr {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `pnr data vocab | head`: the reader left; stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as e:
+        if args.debug or not e.filename:
+            raise
+        print(f"pnr {args.command}: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pnr {args.command}: interrupted (checkpoints written so far are kept)", file=sys.stderr)

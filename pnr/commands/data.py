@@ -13,6 +13,7 @@ import json
 import math
 import time
 from collections import Counter
+from pathlib import Path
 
 
 def add_parser(sub):
@@ -27,6 +28,7 @@ def add_parser(sub):
     o.add_argument("--supersample", type=int, default=2, help="rays per pixel side (antialiasing)")
     o.add_argument("--test-every", type=int, default=8, help="every N-th view goes to the test split")
     o.add_argument("--device", default="cpu")
+    o.add_argument("--force", action="store_true", help="replace a dataset already in --out (its files are removed)")
     b = dsub.add_parser("benchmark", help="write the 150-edit benchmark (source, prompt, ground-truth target)")
     b.add_argument("--out", required=True)
     b.add_argument("--seed", type=int, default=0)
@@ -88,6 +90,30 @@ def run(args):
     raise PnrError(f"unknown data command {args.data_command!r}")
 
 
+def _check_dataset_out(out: Path, force: bool) -> None:
+    """Before rendering: --out must be a folder we may fill. An earlier dataset there is refused (its runs were
+    fitted on it, and fewer new views would leave stale images behind) unless --force, which removes its files."""
+    import shutil
+
+    from pnr.errors import PnrError
+
+    if out.exists() and not out.is_dir():
+        raise PnrError(f"--out {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PnrError(f"--out {out}: cannot create the folder ({e.strerror})") from None
+    old = [out / n for n in ("transforms.json", "transforms_train.json", "transforms_test.json", "transforms_val.json")]
+    if not any(p.exists() for p in old):
+        return
+    if not force:
+        raise PnrError(f"--out {out} already holds a dataset; choose another --out or pass --force to replace it")
+    for p in old:
+        p.unlink(missing_ok=True)
+    for d in ("train", "test", "val"):
+        shutil.rmtree(out / d, ignore_errors=True)
+
+
 def _object(args):
     import torch
 
@@ -101,6 +127,7 @@ def _object(args):
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise PnrError(f"--device {args.device} requested but CUDA is not available")
     spec = spec_from_text(args.spec)
+    _check_dataset_out(Path(args.out), args.force)
     t0 = time.perf_counter()
     rgba, cams = render_dataset(spec, args.views, args.res, args.seed, supersample=args.supersample, device=args.device,
                                 progress=True)

@@ -180,13 +180,21 @@ def _attach_ground_truth(t: EditTarget, dataset_spec: dict | None, benchmark: st
             t.source_caption = t.source_caption or e.source_caption
             t.target_caption = t.target_caption or e.target_caption
             return
-    try:
-        if target_spec:
+    if target_spec:  # asked for explicitly: a spec or caption it cannot read is the user's error, said plainly
+        try:
             tgt = G.spec_from_text(target_spec)
-            src = G.spec_from_text(t.source_caption) if t.source_caption else None
-            if src is not None:
-                t.source_spec, t.target_spec, t.gt_from = src.to_dict(), tgt.to_dict(), "given"
-            return
+        except PnrError as e:
+            raise type(e)(f"--target-spec {target_spec!r}: {e}") from None
+        if not t.source_caption:
+            raise PnrError(f"--target-spec needs the source's caption, and {t.name} has none stored; pass "
+                           f"--source-caption")
+        try:
+            src = G.spec_from_text(t.source_caption)
+        except PnrError as e:
+            raise type(e)(f"--target-spec needs a source caption in the built-in domain; {t.source_caption!r}: {e}") from None
+        t.source_spec, t.target_spec, t.gt_from = src.to_dict(), tgt.to_dict(), "given"
+        return
+    try:
         if dataset_spec and t.prompt:
             src = G.ObjectSpec.from_dict(dataset_spec)
             tgt = G.apply_edit(src, t.prompt)

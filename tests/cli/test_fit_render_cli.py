@@ -85,3 +85,24 @@ def test_a_dataset_without_a_caption_has_none(data):
     from pnr.data.transforms import load_transforms_dataset
 
     assert load_transforms_dataset(data).caption is None
+
+
+def test_data_object_refuses_to_overwrite_a_dataset_unless_forced(tmp_path, capsys):
+    """A second `pnr data object` into the same folder would replace the views runs were fitted on, and with fewer
+    views leave stale images behind: refused; --force replaces the whole dataset."""
+    ds = tmp_path / "d"
+    assert main(["data", "object", "a red mug", "--views", "8", "--res", "16", "--out", str(ds)]) == 0
+    capsys.readouterr()
+    assert main(["data", "object", "a blue mug", "--views", "2", "--res", "16", "--out", str(ds)]) == 2
+    _one_line_error(capsys, "--force")
+    assert json.loads((ds / "transforms.json").read_text())["caption"] == "a red mug"  # untouched
+    assert main(["data", "object", "a blue mug", "--views", "2", "--res", "16", "--out", str(ds), "--force"]) == 0
+    pngs = sorted(p.relative_to(ds).as_posix() for p in ds.rglob("*.png"))
+    assert len(pngs) == 2 and json.loads((ds / "transforms.json").read_text())["caption"] == "a blue mug"
+
+
+def test_filesystem_errors_on_named_paths_are_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    assert main(["data", "object", "a red mug", "--views", "2", "--res", "16", "--out", str(blocker / "d")]) == 2
+    _one_line_error(capsys, str(blocker / "d"))

@@ -56,3 +56,18 @@ def test_evaluate_frames_identical_edit():
     assert m["lpips_to_source"] < 1e-7 and m["clip_dir_sim"] == 0.0
     assert m["a_lpips"] == pytest.approx(m["a_lpips_source"])
     assert "| edit" in format_table([{"name": "x", "metrics": m}])
+
+
+def test_pnr_eval_bad_target_spec_and_json_path_are_one_line_errors(ckpts, capsys, tmp_path):
+    """An explicit --target-spec that cannot be read is an error (it used to drop the ground truth silently);
+    a --json path under a file is a one-line filesystem error, not a traceback."""
+    base = ["eval", str(ckpts / "edit"), "--source", str(ckpts / "src"), "--views", "2", "--res", "32",
+            "--samples", "8", "--device", "cpu"]
+    assert main([*base, "--target-spec", "a purpel mug"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--target-spec 'a purpel mug'" in err and "purple" in err and "\n" not in err
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    assert main([*base, "--json", str(blocker / "r.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(blocker) in err and "Traceback" not in err and "\n" not in err
