@@ -80,10 +80,6 @@ def _config(args):
             raise PnrError(f"--eta must be 'auto' or a number in [0, 1], got {args.eta!r}") from None
         if not 0.0 <= eta <= 1.0:
             raise PnrError(f"--eta must be in [0, 1], got {eta}")
-    for name in ("search_steps", "edit_steps", "revise_steps", "checkpoint_every", "num_samples", "res_low",
-                 "res_high"):
-        if name in over and over[name] < (0 if name.endswith("_steps") else 1):
-            raise PnrError(f"--{name.replace('_', '-')} must be positive, got {over[name]}")
     try:
         return preset(args.preset, method=args.method, eta=eta, seed=args.seed, **over)
     except ValueError as e:

@@ -42,7 +42,7 @@ class EditConfig:
     # CUDA only (ignored on the CPU): replay the differentiable render + backward from CUDA graphs
     # (pnr/render/graphed.py; H200 edit step 11.9 -> 7.0 ms, docs/speed.md). Not bit-identical to the eager render
     # (no early ray termination, fixed sample budget), but on 72 test edits it differs from the committed benchmark
-    # no more than a plain eager rerun does (docs/quality.md, "Render graphs"), so it is on by default.
+    # no more than a plain eager rerun does (docs/speed.md, bench/results/render_graphs_check_2026-11-30/).
     render_graphs: bool = True
     # guidance
     guidance_scale: float = 20.0  # classifier-free guidance for the built-in prior (dev split)
@@ -69,10 +69,43 @@ class EditConfig:
     turntable_res: int = 96
 
     def __post_init__(self):
+        """Out-of-range settings fail here, named as on the CLI, instead of deep in the loop (or not at all)."""
+        import math
+
+        def bad(name, why, v):
+            raise ValueError(f"--{name.replace('_', '-')} {why}, got {v}")
+
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; expected one of {', '.join(METHODS)}")
-        if self.eta is not None and not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"eta must be in [0, 1], got {self.eta}")
+        if self.weighting not in ("x0", "eps"):
+            bad("weighting", "must be x0 or eps", repr(self.weighting))
+        for name in ("eta", "eta_max", "milestone", "t_anneal", "ipg_anneal"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(v) and 0.0 <= v <= 1.0):
+                bad(name, "must be in [0, 1]", v)
+        for name in ("t_start", "t_end", "t_baseline", "idu_t"):
+            lo, hi = getattr(self, name)
+            if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo <= hi <= 1.0):
+                bad(name, "must be LO HI with 0 <= LO <= HI <= 1", f"{lo} {hi}")
+        for name in ("search_steps", "edit_steps", "revise_steps", "views", "turntable_frames"):
+            if getattr(self, name) < 0:
+                bad(name, "must be >= 0", getattr(self, name))
+        for name in ("groups", "num_samples", "checkpoint_every", "idu_groups", "idu_every", "idu_ddim_steps"):
+            if getattr(self, name) < 1:
+                bad(name, "must be >= 1", getattr(self, name))
+        for name in ("res_low", "res_high", "turntable_res"):
+            if getattr(self, name) < 8:
+                bad(name, "must be >= 8 pixels", getattr(self, name))
+        for name in ("guidance_scale", "lr_encoding", "lr_mlp"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                bad(name, "must be a positive number", v)
+        for name in ("lambda_l1", "lambda_p"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                bad(name, "must be a number >= 0", v)
+        if self.delta_min is not None and not (math.isfinite(self.delta_min) and self.delta_min > 0):
+            bad("delta_min", "must be a positive number", self.delta_min)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -12,7 +12,7 @@ PNR_RENDER_GRAPHS=1 forces it on). Its equality with the dynamic renderer is tes
 `render_rays_static` (tests/render/test_static.py); the replay itself (tests/render/test_graphed.py, CUDA only)
 passed on an H200 (2026-11-30), where it cut the 64-px edit step from 11.9 to 7.0 ms (docs/speed.md). Not
 bit-identical to the eager render (no early ray termination), but on 72 benchmark edits its metrics differ
-from the committed ones no more than an eager rerun's do (docs/quality.md, "Render graphs").
+from the committed ones no more than an eager rerun's do (docs/speed.md).
 """
 
 from __future__ import annotations

@@ -41,6 +41,12 @@ def test_pnr_edit_cli_writes_everything(setup):
     (["in purpel"], "purple"),  # unknown word: the error names close known words
     (["in blue", "--eta", "2"], "--eta"),
     (["in blue", "--method", "pds", "--source-prompt", ""], None),
+    # out-of-range settings: named, before any work (were a RuntimeError / ZeroDivisionError, or accepted)
+    (["in blue", "--views", "-3"], "--views must be >= 0"),
+    (["in blue", "--groups", "0"], "--groups must be >= 1"),
+    (["in blue", "--milestone", "5"], "--milestone must be in [0, 1]"),
+    (["in blue", "--t-start", "0.9", "0.1"], "--t-start must be LO HI"),
+    (["in blue", "--guidance-scale", "nan"], "--guidance-scale must be a positive number"),
 ])
 def test_pnr_edit_cli_errors(setup, capsys, argv, msg):
     d, prior = setup
