@@ -92,6 +92,11 @@ def test_errors_list_valid_values():
         parse_caption("a red thing" .replace("thing", "one"))
     with pytest.raises(DataError, match="not valid JSON"):
         spec_from_text("{category")
+    with pytest.raises(PromptError, match="two values of color"):  # was: the last colour won, silently
+        parse_phrase("in blue and green")
+    with pytest.raises(PromptError, match="two values of category"):
+        parse_caption("a red mug on a table")
+    assert parse_phrase("in gray, plain and gray") == {"color": "gray", "pattern": "plain"}  # repeats are fine
 
 
 def test_spec_dict_roundtrip_and_json_text():

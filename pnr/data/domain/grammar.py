@@ -266,6 +266,9 @@ def parse_phrase(text: str) -> dict[str, str]:
             attr, val = _WORD_VALUES[t]
             if attr == "pose" and "pose" in out:
                 continue
+            if attr in out and out[attr] != val:  # "in blue and green": say so rather than keep the last one
+                raise PromptError(f"{text!r} names two values of {attr} ({out[attr]!r} and {val!r}); "
+                                  f"an object of the built-in domain has one")
             out[attr] = val
     # poses spoken with several words
     raised = bool(s & {"raised", "raising", "up"})
