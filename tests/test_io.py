@@ -34,3 +34,21 @@ def test_save_video_without_ffmpeg_writes_npz_and_says_so(tmp_path, monkeypatch)
     assert p == tmp_path / "t.npz" and not (tmp_path / "t.mp4").exists()
     with np.load(p) as z:
         assert np.array_equal(z["frames"], frames) and int(z["fps"]) == 4
+
+
+def test_atomic_writes_get_the_usual_file_modes(tmp_path):
+    """mkstemp/mkdtemp create private files (0600/0700); what we finish writing must have the modes a plain
+    open()/mkdir() gives under the umask, or other users of a shared results folder cannot read it."""
+    import os
+    import stat
+
+    from pnr.field.checkpoint import save_checkpoint
+    from pnr.field.config import FieldConfig
+    from pnr.field.field import Field
+    from pnr.io import UMASK, atomic_write_text
+
+    atomic_write_text(tmp_path / "a.json", "{}")
+    assert stat.S_IMODE(os.stat(tmp_path / "a.json").st_mode) == 0o666 & ~UMASK
+    save_checkpoint(tmp_path / "ck", Field(FieldConfig.tiny(), seed=0))
+    assert stat.S_IMODE(os.stat(tmp_path / "ck").st_mode) == 0o777 & ~UMASK
+    assert stat.S_IMODE(os.stat(tmp_path / "ck" / "config.json").st_mode) == 0o666 & ~UMASK

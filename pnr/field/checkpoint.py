@@ -23,7 +23,7 @@ from torch import Tensor
 from pnr.errors import CheckpointError
 from pnr.field.config import FieldConfig
 from pnr.field.field import Field
-from pnr.io import atomic_write_bytes, atomic_write_text
+from pnr.io import UMASK, atomic_write_bytes, atomic_write_text
 from pnr.render.occupancy import OccupancyGrid
 
 FORMAT_VERSION = 1
@@ -58,6 +58,7 @@ def save_checkpoint(dir: str | Path, field: Field, occupancy: OccupancyGrid | No
         raise CheckpointError(f"{dir}: cannot write checkpoint ({e.strerror})") from None
     try:
         _write_dir(tmp, field, occupancy, dict(meta or {}), extra_tensors)
+        os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp made it 0700
         old = None
         if dir.exists():
             old = dir.parent / f".{dir.name}.old-{os.getpid()}"
