@@ -109,7 +109,11 @@ def fit(dataset: TransformsDataset, field_cfg: FieldConfig, fit_cfg: FitConfig, 
             occ = OccupancyGrid(c.occupancy_resolution, field.cfg.bound, device=dev)
         start = int(meta.get("step", 0))
         if field.cfg != field_cfg:
+            if progress:
+                tqdm.write("fit: resuming with the checkpoint's own field config; the one asked for is ignored")
             field_cfg = field.cfg  # the checkpoint's own config wins
+        if start >= fit_cfg.steps and progress:
+            tqdm.write(f"fit: {ckpt_dir} is already at step {start} >= --steps {fit_cfg.steps}: nothing to train")
     else:
         if (ckpt_dir / "config.json").exists():
             raise PnrError(f"{out_dir}: already holds a checkpoint; pass --resume to continue or choose another --out")

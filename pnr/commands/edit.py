@@ -137,6 +137,8 @@ def run(args):
         raise PnrError(f"--out {out} exists and is not a folder")
     if args.restart:
         (out / STATE_FILE).unlink(missing_ok=True)
+    if (out / "edit.json").is_file() and not (out / STATE_FILE).exists():
+        print(f"pnr edit: {out} holds a finished edit; running it again replaces its files")
     t0 = time.time()
     if args.editor:
         from pnr.priors.ip2p import IP2PConfig, load_ip2p

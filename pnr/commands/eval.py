@@ -47,6 +47,10 @@ def run(args):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.views < 2:
         raise PnrError(f"--views {args.views}: need at least 2 turntable frames")
+    if args.res < 32:
+        raise PnrError(f"--res {args.res}: the perceptual metrics (ST-LPIPS) need renders of at least 32x32")
+    if args.samples < 1:
+        raise PnrError(f"--samples {args.samples}: must be >= 1")
     cfg = EvalConfig(views=args.views, res=args.res, elevation=args.elevation, radius=args.radius,
                      num_samples=args.samples, net=args.net, backbone=args.backbone, device=device, gt=not args.no_gt)
     targets = [resolve_edit(e, args.source, args.benchmark, args.source_caption, args.target_caption, args.target_spec)

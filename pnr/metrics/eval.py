@@ -146,6 +146,11 @@ def resolve_edit(path: str | Path, source: str | None = None, benchmark: str | N
         raise PnrError(f"{d}: no such edit folder or checkpoint")
     rec = _read_json(d / "edit.json") if (d / "edit.json").is_file() else {}
     edited = d / "checkpoint" if (d / "checkpoint").is_dir() else d
+    if not rec and not (edited / "config.json").is_file():
+        what = ("a dataset" if any((d / n).is_file() for n in ("transforms.json", "transforms_train.json"))
+                else "not a pnr edit folder or checkpoint")
+        raise PnrError(f"{d}: {what}; pnr eval takes the --out folder of `pnr edit` (or an edited checkpoint "
+                       f"with --source)")
     src, src_spec = _source_from_record(d, rec) if rec else (None, None)
     src = source or src
     if src is None:

@@ -71,3 +71,16 @@ def test_pnr_eval_bad_target_spec_and_json_path_are_one_line_errors(ckpts, capsy
     assert main([*base, "--json", str(blocker / "r.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert str(blocker) in err and "Traceback" not in err and "\n" not in err
+
+
+def test_pnr_eval_names_what_it_was_given_instead(tmp_path, capsys):
+    """A dataset or an unrelated folder is not an edit: say which, not 'pass --source'."""
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "transforms.json").write_text("{}")
+    (tmp_path / "other").mkdir()
+    assert main(["eval", str(tmp_path / "ds")]) == 2
+    assert "a dataset; pnr eval takes" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "other")]) == 2
+    assert "not a pnr edit folder or checkpoint" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "other"), "--res", "16"]) == 2
+    assert "--res 16" in capsys.readouterr().err
