@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pnr {args.command}: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"pnr {args.command}: interrupted (checkpoints written so far are kept)", file=sys.stderr)
+        print(f"pnr {args.command}: interrupted; the same command continues from the last checkpoint, if one was "
+              "written (fit: add --resume)", file=sys.stderr)
         return 130
 
 

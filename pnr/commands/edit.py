@@ -19,7 +19,7 @@ _SPECIAL = {"method", "eta", "seed"}  # options written out by hand below
 
 
 def add_parser(sub):
-    from pnr.edit.config import METHODS, PRESETS, EditConfig
+    from pnr.edit.config import METHODS, PRESETS, EditConfig, field_docs
 
     p = sub.add_parser("edit", help="edit a NeRF with a text prompt (Perturb-and-Revise, SDS, PDS, IDU, regen)",
                        description=__doc__)
@@ -45,18 +45,21 @@ def add_parser(sub):
                    help="field size when SOURCE is a dataset")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     g = p.add_argument_group("edit settings (defaults from --preset; see docs/edit.md)")
+    docs = field_docs()
     for f in fields(EditConfig):
         if f.name in _SPECIAL:
             continue
         opt = "--" + f.name.replace("_", "-")
         default = f.default
+        by_preset = [f"{n} {PRESETS[n][f.name]}" for n in sorted(PRESETS) if f.name in PRESETS[n]]
+        text = (docs.get(f.name, "") + f" (default {default}" + "".join(f"; {b}" for b in by_preset) + ")").strip()
+        text = text.replace("%", "%%")  # argparse formats help with %
         if isinstance(default, tuple):
-            g.add_argument(opt, type=float, nargs=2, default=None, metavar=("LO", "HI"), help=f"default {default}")
+            g.add_argument(opt, type=float, nargs=2, default=None, metavar=("LO", "HI"), help=text)
         elif isinstance(default, bool):  # --render-graphs / --no-render-graphs
-            g.add_argument(opt, action=argparse.BooleanOptionalAction, default=None, help=f"default {default}")
+            g.add_argument(opt, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
-            g.add_argument(opt, type=float if default is None else type(default), default=None,
-                           help=f"default {default}")
+            g.add_argument(opt, type=float if default is None else type(default), default=None, help=text)
     p.set_defaults(func=run)
     return p
 

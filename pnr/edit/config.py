@@ -26,18 +26,20 @@ RESUME_MAY_CHANGE = ("render_graphs", "checkpoint_every", "turntable_frames", "t
 class EditConfig:
     method: str = "pnr"  # pnr | sds | pds | idu | regen
     eta: float | None = None  # perturbation strength; None = choose by Alg. 2
-    eta_max: float = 0.6  # App. C
+    eta_max: float = 0.6  # largest η the search may choose, App. C
     delta_min: float | None = None  # Alg. 2; None = per prior: DELTA_MIN_BUILTIN, or the paper's 1000 for SD/MVDream
     search_steps: int = 50  # Alg. 2: 50 simulated SDS steps
-    edit_steps: int = 1500  # App. E
-    revise_steps: int = 1000  # App. E (baselines spend these as more of their own steps)
-    seed: int = 0
+    edit_steps: int = 1500  # steps of the edit phase (score distillation from the perturbed field), App. E
+    # steps of the revise phase (with identity-preserving gradients), App. E; baselines spend them as more of their
+    # own steps
+    revise_steps: int = 1000
+    seed: int = 0  # θ_0, cameras, noise
     # rendering / cameras (the prior's training distribution: MVDream's orbits)
     views: int = 0  # views per group; 0 = the prior's own (4 multi-view, 1 single-view)
     groups: int = 1  # view groups per step
     res_low: int = 32  # render resolution before the milestone
     res_high: int = 64  # from the milestone on (App. E: milestone at half the editing steps)
-    milestone: float = 0.5  # App. E
+    milestone: float = 0.5  # fraction of the edit steps rendered at res_low, App. E
     num_samples: int = 64  # samples per ray
     # CUDA only (ignored on the CPU): replay the differentiable render + backward from CUDA graphs
     # (pnr/render/graphed.py; H200 edit step 11.9 -> 7.0 ms, docs/speed.md). Not bit-identical to the eager render
@@ -47,26 +49,26 @@ class EditConfig:
     # guidance
     guidance_scale: float = 20.0  # classifier-free guidance for the built-in prior (dev split)
     weighting: str = "x0"  # "x0": paper Eq. 4 form; "eps": DreamFusion's w = sigma^2 (the SDS baseline)
-    t_start: tuple[float, float] = (0.75, 0.75)  # Σ(0), App. E
-    t_end: tuple[float, float] = (0.02, 0.40)  # Σ at 80% of the editing steps, App. E
-    t_anneal: float = 0.8  # App. E
-    t_baseline: tuple[float, float] = (0.02, 0.98)  # SDS / PDS / IDU / regen, App. E
+    t_start: tuple[float, float] = (0.75, 0.75)  # timestep range Σ(0) at the first edit step, App. E
+    t_end: tuple[float, float] = (0.02, 0.40)  # timestep range reached at t_anneal of the edit steps, App. E
+    t_anneal: float = 0.8  # fraction of the edit steps over which Σ anneals from t_start to t_end, App. E
+    t_baseline: tuple[float, float] = (0.02, 0.98)  # timestep range of SDS / PDS / IDU / regen, App. E
     # identity-preserving gradient (revise phase)
-    lambda_l1: float = 300.0  # App. E
-    lambda_p: float = 30000.0  # App. E
+    lambda_l1: float = 300.0  # weight of the L1 identity term (revise phase), App. E
+    lambda_p: float = 30000.0  # weight of the perceptual (LPIPS) identity term (revise phase), App. E
     ipg_anneal: float = 0.5  # λ -> 0 at half the revise steps, App. E
     # optimiser (threestudio's hash-grid NeRF: Adam, 1e-2 for the tables, 1e-3 for the MLPs)
-    lr_encoding: float = 0.01
-    lr_mlp: float = 0.001
+    lr_encoding: float = 0.01  # Adam learning rate of the hash tables
+    lr_mlp: float = 0.001  # Adam learning rate of the MLPs
     # iterative dataset update (Instruct-NeRF2NeRF with SDEdit as the image editor)
     idu_groups: int = 6  # dataset size in view groups
     idu_every: int = 10  # replace one group every this many steps (IN2N: 10)
     idu_t: tuple[float, float] = (0.4, 0.7)  # SDEdit noise level range
-    idu_ddim_steps: int = 20
+    idu_ddim_steps: int = 20  # denoising steps of each SDEdit / InstructPix2Pix edit
     # bookkeeping
-    checkpoint_every: int = 100
-    turntable_frames: int = 24
-    turntable_res: int = 96
+    checkpoint_every: int = 100  # steps between writes of DIR/state.pt (resumable runs)
+    turntable_frames: int = 24  # frames of the source | edit turntable.mp4 (0: none)
+    turntable_res: int = 96  # its resolution in pixels
 
     def __post_init__(self):
         """Out-of-range settings fail here, named as on the CLI, instead of deep in the loop (or not at all)."""
@@ -133,6 +135,25 @@ PRESETS: dict[str, dict] = {
     "bench": {"search_steps": 50, "edit_steps": 300, "revise_steps": 200, "milestone": 0.5,
               "checkpoint_every": 10**9, "turntable_frames": 0},
 }
+
+
+def field_docs() -> dict[str, str]:
+    """{setting: its comment in EditConfig's source} — the one place each setting is explained, reused as the
+    CLI help. A trailing comment wins; otherwise the comment lines right above the field."""
+    import inspect
+    import re
+
+    docs, above = {}, []
+    for line in inspect.getsource(EditConfig).splitlines():
+        s = line.strip()
+        if s.startswith("#"):
+            above.append(s.lstrip("# ").strip())
+            continue
+        m = re.match(r"(\w+): [^=]+=[^#]*(?:#\s*(.*))?$", s)
+        if m and not s.startswith(("def ", "return")):
+            docs[m.group(1)] = (m.group(2) or " ".join(above)).strip()
+        above = []
+    return docs
 
 
 def preset(name: str, **overrides) -> EditConfig:

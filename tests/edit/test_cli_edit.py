@@ -84,3 +84,18 @@ def test_render_graphs_does_nothing_on_the_cpu(setup):
         weights[flag] = load_checkpoint(out / "checkpoint")[0].state_dict()
     a, b = weights.values()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_every_edit_setting_has_help_with_its_preset_defaults(capsys):
+    """The CLI help of each EditConfig field is its comment in config.py plus the defaults per preset."""
+    from dataclasses import fields
+
+    from pnr.edit.config import EditConfig, field_docs
+
+    docs = field_docs()
+    assert all(docs.get(f.name) for f in fields(EditConfig)), [f.name for f in fields(EditConfig) if not docs.get(f.name)]
+    with pytest.raises(SystemExit):
+        main(["edit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "steps of the revise phase" in text and "(default 1000; bench 200; quick 30)" in text
+    assert "weight of the L1 identity term" in text
