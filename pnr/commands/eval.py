@@ -63,8 +63,8 @@ def run(args):
         r["seconds"] = round(time.time() - t0, 2)
         results.append(r)
     print(format_table(results))
-    print("(success = the render is finite, not empty, not exploded: a sanity check, not whether the edit "
-              "did what was asked; that is edit acc)")
+    print("(success = the render is finite, not empty, not exploded: a sanity check, not whether the edit did "
+          "what was asked; that is edit acc)")
     for r in results:
         gt = r["metrics"].get("gt", {})
         extra = f"; changed {gt['changed_attributes']}, read {gt['read_edit']}" if "read_edit" in gt else ""
