@@ -28,7 +28,8 @@ def add_parser(sub):
     o.add_argument("--supersample", type=int, default=2, help="rays per pixel side (antialiasing)")
     o.add_argument("--test-every", type=int, default=8, help="every N-th view goes to the test split")
     o.add_argument("--device", default="cpu")
-    o.add_argument("--force", action="store_true", help="replace a dataset already in --out (its files are removed)")
+    o.add_argument("--force", action="store_true", help="replace a dataset already in --out (its "
+                   "transforms*.json and train/ test/ val/ folders are removed; other files stay)")
     b = dsub.add_parser("benchmark", help="write the 150-edit benchmark (source, prompt, ground-truth target)")
     b.add_argument("--out", required=True)
     b.add_argument("--seed", type=int, default=0)

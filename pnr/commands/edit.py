@@ -161,8 +161,10 @@ def run(args):
 
     write_record(out / "edit.json", rec)
     extra = f", source caption {source_prompt!r}" if source_prompt else ""
-    print(f"edit ({cfg.method}, eta {res.eta:.3f}{extra}): {rec['conditioning_text']!r} in {res.seconds:.1f} s "
-          f"on {device}; wrote {out}: {', '.join(rec['outputs'])}")
+    eta = f", eta {res.eta:.3f}" if cfg.method in ("pnr", "regen") else ""  # the baselines have no η
+    resumed = f", resumed from step {res.resumed_from}" if res.resumed_from else ""
+    print(f"edit ({cfg.method}{eta}{extra}): {rec['conditioning_text']!r} in {res.seconds:.1f} s on {device}"
+          f"{resumed}; wrote {out}: {', '.join(rec['outputs'])}")
     return 0
 
 

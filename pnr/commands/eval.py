@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from pnr.errors import PnrError
 
@@ -47,6 +48,14 @@ def run(args):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.views < 2:
         raise PnrError(f"--views {args.views}: need at least 2 turntable frames")
+    if args.json_out:  # before the work, not after it
+        j = Path(args.json_out)
+        if j.is_dir():
+            raise PnrError(f"--json {j}: is a folder; give a file name")
+        try:
+            j.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PnrError(f"--json {j}: cannot create its folder ({e.strerror})") from None
     if args.res < 32:
         raise PnrError(f"--res {args.res}: the perceptual metrics (ST-LPIPS) need renders of at least 32x32")
     if args.samples < 1:

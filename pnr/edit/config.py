@@ -27,7 +27,8 @@ class EditConfig:
     method: str = "pnr"  # pnr | sds | pds | idu | regen
     eta: float | None = None  # perturbation strength; None = choose by Alg. 2
     eta_max: float = 0.6  # largest η the search may choose, App. C
-    delta_min: float | None = None  # Alg. 2; None = per prior: DELTA_MIN_BUILTIN, or the paper's 1000 for SD/MVDream
+    # Alg. 2's loss-decrease scale; None = per prior: 281.03 (built-in, calibrated), the paper's 1000 (SD/MVDream)
+    delta_min: float | None = None
     search_steps: int = 50  # Alg. 2: 50 simulated SDS steps
     edit_steps: int = 1500  # steps of the edit phase (score distillation from the perturbed field), App. E
     # steps of the revise phase (with identity-preserving gradients), App. E; baselines spend them as more of their
@@ -106,6 +107,9 @@ class EditConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 bad(name, "must be a number >= 0", v)
+        if self.method == "pnr" and self.eta is None and self.search_steps < 1:
+            bad("search_steps", "must be >= 1 when η is chosen automatically (Alg. 2; or pass --eta)",
+                self.search_steps)
         if self.delta_min is not None and not (math.isfinite(self.delta_min) and self.delta_min > 0):
             bad("delta_min", "must be a positive number", self.delta_min)
 

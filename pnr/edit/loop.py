@@ -72,6 +72,7 @@ class EditResult:
     losses: list[float]
     seconds: float
     phase_seconds: dict[str, float] = dc_field(default_factory=dict)
+    resumed_from: int = 0  # the step a partial run was continued from (0: started fresh)
 
 
 # ------------------------------------------------------------------------------------------ steps
@@ -245,8 +246,9 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
             raise CheckpointError(f"{out_dir / STATE_FILE} was started with other settings ({', '.join(diff)}); "
                                   f"use another --out or --restart")
         if task is not None and st.get("task") is not None and st["task"] != task:
-            was = ", ".join(f"{k} {v!r}" for k, v in st["task"].items())
-            now_ = ", ".join(f"{k} {v!r}" for k, v in task.items())
+            keys = [k for k in task if st["task"].get(k) != task[k]]
+            was = ", ".join(f"{k} {st['task'].get(k)!r}" for k in keys)
+            now_ = ", ".join(f"{k} {task[k]!r}" for k in keys)
             raise CheckpointError(f"{out_dir / STATE_FILE} is a partial edit for {was}, not {now_}; "
                                   f"use another --out or --restart")
         field.load_params_dict(st["params"])
@@ -360,7 +362,8 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
     bar.close()
     if out_dir is None or total == 0 or total % cfg.checkpoint_every != 0:
         phase_s["edit+revise"] = phase_s.get("edit+revise", 0.0) + time.time() - tp
-    return EditResult(field, occ, eta, trace, losses, earlier_s + time.time() - t0, phase_s)
+    return EditResult(field, occ, eta, trace, losses, earlier_s + time.time() - t0, phase_s,
+                      resumed_from=start if st is not None else 0)
 
 
 def _copy_occ(occ: OccupancyGrid | None, dev) -> OccupancyGrid | None:

@@ -36,5 +36,8 @@ def resolve_prompts(prior, edit_prompt: str, source_prompt: str | None, method: 
     check_words(edit_prompt)  # unknown words -> PromptError naming close known words
     if source_prompt is None:
         return edit_prompt, None
-    spec = parse_caption(source_prompt)
+    try:
+        spec = parse_caption(source_prompt)
+    except PromptError as e:
+        raise PromptError(f"source caption (--source-prompt, or the one stored with the source): {e}") from None
     return caption(apply_edit(spec, edit_prompt)), caption(spec)

@@ -47,6 +47,7 @@ def test_pnr_edit_cli_writes_everything(setup):
     (["in blue", "--milestone", "5"], "--milestone must be in [0, 1]"),
     (["in blue", "--t-start", "0.9", "0.1"], "--t-start must be LO HI"),
     (["in blue", "--guidance-scale", "nan"], "--guidance-scale must be a positive number"),
+    (["in blue", "--source-prompt", "a red mug on a table"], "source caption (--source-prompt"),
 ])
 def test_pnr_edit_cli_errors(setup, capsys, argv, msg):
     d, prior = setup
@@ -99,3 +100,13 @@ def test_every_edit_setting_has_help_with_its_preset_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "steps of the revise phase" in text and "(default 1000; bench 200; quick 30)" in text
     assert "weight of the L1 identity term" in text
+
+
+def test_auto_eta_needs_search_steps():
+    """--search-steps 0 with --eta auto used to crash inside Alg. 2; a fixed η or a baseline needs none."""
+    from pnr.edit.config import EditConfig
+
+    with pytest.raises(ValueError, match="--search-steps must be >= 1 when η is chosen automatically"):
+        EditConfig(search_steps=0)
+    assert EditConfig(search_steps=0, eta=0.3).search_steps == 0
+    assert EditConfig(search_steps=0, method="sds").search_steps == 0

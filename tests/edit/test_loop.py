@@ -71,6 +71,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     assert st is not None and st["step"] == 2
     res, _ = edit_to_dir(_source(), None, den, "green", None, cfg, tmp_path / "b", progress=False)
     assert res.eta == ref.eta and res.losses == ref.losses
+    assert ref.resumed_from == 0 and res.resumed_from == 2
     a, b = ref.field.params_dict(), res.field.params_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 

@@ -69,8 +69,11 @@ def test_pnr_eval_bad_target_spec_and_json_path_are_one_line_errors(ckpts, capsy
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
     assert main([*base, "--json", str(blocker / "r.json")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert str(blocker) in err and "Traceback" not in err and "\n" not in err
+    err = capsys.readouterr()
+    assert "--json" in err.err and str(blocker) in err.err and "\n" not in err.err.strip()
+    assert "CLIP dir sim" not in err.out  # refused before the evaluation, not after it
+    assert main([*base, "--json", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
 
 
 def test_pnr_eval_names_what_it_was_given_instead(tmp_path, capsys):
