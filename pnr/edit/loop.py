@@ -241,10 +241,11 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
                                   f"use another --out or delete it")
         started = EditConfig.from_dict(st["config"]).to_dict()  # settings added since then take their defaults
         now = cfg.to_dict()
-        diff = sorted(k for k in now if started.get(k) != now[k] and k not in RESUME_MAY_CHANGE)
+        unused = () if method == "idu" else tuple(k for k in now if k.startswith("idu_"))  # no effect on this method
+        diff = sorted(k for k in now if started.get(k) != now[k] and k not in RESUME_MAY_CHANGE + unused)
         if diff:
-            raise CheckpointError(f"{out_dir / STATE_FILE} was started with other settings ({', '.join(diff)}); "
-                                  f"use another --out or --restart")
+            raise CheckpointError(f"{out_dir / STATE_FILE} was started with other settings ({', '.join(diff)}; "
+                                  f"another --preset?); use the same ones, another --out, or --restart")
         if task is not None and st.get("task") is not None and st["task"] != task:
             keys = [k for k in task if st["task"].get(k) != task[k]]
             was = ", ".join(f"{k} {st['task'].get(k)!r}" for k in keys)

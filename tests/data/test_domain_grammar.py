@@ -115,3 +115,10 @@ def test_vocabulary_covers_captions_and_constants():
     assert len(EDIT_TYPES) == 5
     for c in CATEGORIES:
         assert c in CATEGORY_ATTRS and c in CATEGORY_ACCESSORIES
+
+
+def test_unknown_word_hints_are_the_close_ones_only():
+    from pnr.data.domain.grammar import _close_words
+
+    assert _close_words("purpel") == ["purple"] and _close_words("mugg") == ["mug"]
+    assert _close_words("sittin") == ["sitting"] and _close_words("zzz") == []

@@ -241,6 +241,13 @@ def tokenize(text: str) -> list[str]:
     return re.findall(r"[a-z]+", text.lower())
 
 
+def _close_words(word: str) -> list[str]:
+    """Known words spelled like `word`: the best match and any nearly as close (not every 50% match)."""
+    ratio = lambda w: difflib.SequenceMatcher(None, word, w).ratio()  # noqa: E731
+    close = difflib.get_close_matches(word, _VOCAB, n=4, cutoff=0.5)
+    return [w for w in close if ratio(w) >= ratio(close[0]) - 0.1] if close else []
+
+
 def check_words(text: str) -> list[str]:
     """Tokens of `text`; PromptError naming each unknown word and the closest known ones."""
     toks = tokenize(text)
@@ -248,8 +255,7 @@ def check_words(text: str) -> list[str]:
         raise PromptError(f"prompt {text!r} is empty")
     unknown = [t for t in toks if t not in _VOCAB]
     if unknown:
-        hints = "; ".join(f"{w!r} (close: {', '.join(difflib.get_close_matches(w, _VOCAB, n=4, cutoff=0.5)) or 'none'})"
-                          for w in dict.fromkeys(unknown))
+        hints = "; ".join(f"{w!r} (close: {', '.join(_close_words(w)) or 'none'})" for w in dict.fromkeys(unknown))
         raise PromptError(f"prompt {text!r} uses words the built-in domain does not know: {hints}. "
                           f"`pnr data vocab` lists the {len(_VOCAB)} known words")
     return toks
