@@ -238,7 +238,7 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
     if st is not None:  # ---- continue a partial run
         if st["fingerprint"] != _fingerprint(src) or st["field_cfg"] != source.cfg.to_dict():
             raise CheckpointError(f"{out_dir / STATE_FILE} is a partial edit of another source or field config; "
-                                  f"use another --out or delete it")
+                                  f"use another --out or --restart")
         started = EditConfig.from_dict(st["config"]).to_dict()  # settings added since then take their defaults
         now = cfg.to_dict()
         unused = () if method == "idu" else tuple(k for k in now if k.startswith("idu_"))  # no effect on this method
