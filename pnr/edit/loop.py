@@ -190,9 +190,9 @@ def load_state(out_dir: Path) -> dict | None:
     try:
         st = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{p}: cannot read the partial run ({e}); delete it to start over") from None
+        raise CheckpointError(f"{p}: cannot read the partial run ({e}); start over with --restart") from None
     if st.get("version") != STATE_VERSION:
-        raise CheckpointError(f"{p}: partial run of state version {st.get('version')!r}; delete it to start over")
+        raise CheckpointError(f"{p}: partial run of state version {st.get('version')!r}; start over with --restart")
     return st
 
 
