@@ -86,11 +86,20 @@ def cat_cond(a: Any, b: Any) -> Any:
 def predict_eps_cfg(den: Denoiser, x_t: Tensor, t: Tensor, cond: Any, uncond: Any, c2w: Tensor,
                     guidance_scale: float) -> Tensor:
     """Classifier-free guidance: eps_u + s * (eps_c - eps_u), both branches in one batched call."""
+    return predict_eps_cfg_and_cond(den, x_t, t, cond, uncond, c2w, guidance_scale)[0]
+
+
+def predict_eps_cfg_and_cond(den: Denoiser, x_t: Tensor, t: Tensor, cond: Any, uncond: Any, c2w: Tensor,
+                             guidance_scale: float) -> tuple[Tensor, Tensor]:
+    """(eps_cfg, eps_c), both [B, V, C, h, w], from one batched call: callers that also need the conditional
+    branch alone (MVDream-threestudio's recon_std_rescale) get it without a third network evaluation.
+    At guidance_scale 1 the two are the same tensor (one unbatched call)."""
     if guidance_scale == 1.0:
-        return den.predict_eps(x_t, t, cond, c2w)
+        eps = den.predict_eps(x_t, t, cond, c2w)
+        return eps, eps
     eps = den.predict_eps(torch.cat([x_t, x_t]), torch.cat([t, t]), cat_cond(cond, uncond), torch.cat([c2w, c2w]))
     eps_c, eps_u = eps.chunk(2)
-    return eps_u + guidance_scale * (eps_c - eps_u)
+    return eps_u + guidance_scale * (eps_c - eps_u), eps_c
 
 
 def x0_from_eps(den: Denoiser, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
