@@ -1,0 +1,89 @@
+"""What every edit method's step is made of: the fixed guidance inputs (`Guide`), the differentiable render
+of a view group in the prior's space, and batching of the conditioning."""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from pnr.edit.config import EditConfig
+from pnr.field.field import Field
+from pnr.render import graphed
+from pnr.render.cameras import Cameras, random_orbit_views
+from pnr.render.occupancy import OccupancyGrid
+from pnr.render.volume import render
+
+
+@dataclass
+class Guide:
+    """What the guidance needs, fixed for a run: the prior, its conditionings, the source field."""
+
+    prior: Any
+    cond: Any  # c_edit
+    uncond: Any
+    cond_src: Any | None  # source prompt (PDS)
+    source: Field
+    source_occ: OccupancyGrid | None
+    x0_range: float | None  # clamp of x0 estimates (1.0 for pixel-space priors)
+    # IDU only: an image editor (renders [N,3,H,W], source views [N,3,H,W], generator) -> edited, all in [0, 1]
+    # (InstructPix2Pix with the instruction bound, `pnr edit --editor`); None = SDEdit with the prior
+    editor: Callable[[Tensor, Tensor, torch.Generator], Tensor] | None = None
+
+    def views(self, cfg: EditConfig) -> int:
+        """Views per group: the setting, or the prior's own (4 multi-view, 1 single-view)."""
+        return cfg.views or int(getattr(self.prior, "num_views", 1))
+
+
+_GRAPHED: "weakref.WeakKeyDictionary[Field, graphed.GraphedRenderer]" = weakref.WeakKeyDictionary()
+
+
+def render_train(field: Field, occ, cams: Cameras, cfg: EditConfig, g: torch.Generator) -> Tensor:
+    """Differentiable jittered render rgb [B, H, W, 3]; replayed from CUDA graphs with `cfg.render_graphs`
+    (or PNR_RENDER_GRAPHS=1) on a GPU."""
+    if field.device.type == "cuda" and (cfg.render_graphs or graphed.enabled()):
+        r = _GRAPHED.get(field)
+        if r is None or r.occupancy is not occ:
+            r = _GRAPHED[field] = graphed.GraphedRenderer(field, occ, cfg.num_samples)
+        return r(cams, g)
+    return render(field, cams, occ, num_samples=cfg.num_samples, perturb=True, generator=g)["rgb"]
+
+
+def render_for_prior(field: Field, occ, cams: Cameras, guide: Guide, cfg: EditConfig, g: torch.Generator,
+                     v: int, grad: bool = True, extra: Cameras | None = None) -> tuple[Tensor, Tensor]:
+    """-> (rgb [B*V (+E), H, W, 3], x [B, V, C, h, w] in the prior's space). `extra` cameras (E, same
+    resolution) are rendered in the same call and returned after the B*V views but not encoded: one render
+    instead of two in the revise phase (the step is launch-bound on a GPU, docs/speed.md)."""
+    n = len(cams)
+    if extra is not None:
+        cams = Cameras.cat([cams, extra.to(cams.device)])
+    with torch.set_grad_enabled(grad):
+        rgb = (render_train(field, occ, cams, cfg, g) if grad
+               else render(field, cams, occ, num_samples=cfg.num_samples, generator=g)["rgb"])
+        b = n // v
+        x = guide.prior.encode_images(rgb[:n].view(b, v, *rgb.shape[1:]).permute(0, 1, 4, 2, 3))
+    return rgb, x
+
+
+def orbit_group(cfg: EditConfig, v: int, res: int, g: torch.Generator, device) -> Cameras:
+    """cfg.groups orbits of v views each, at random elevation/azimuth (the prior's training cameras)."""
+    return random_orbit_views(cfg.groups, v, generator=g, res=res, device=device)
+
+
+def group_c2w(cams: Cameras, v: int) -> Tensor:
+    """c2w [B, V, 4, 4] of B groups of v views."""
+    return cams.c2w.view(-1, v, 4, 4)
+
+
+def repeat_cond(cond: Any, b: int) -> Any:
+    """Conditioning encoded for one prompt -> batch b (tensors, or dicts of tensors)."""
+    if cond is None or b == 1:
+        return cond
+    if isinstance(cond, Tensor):
+        return cond.expand(b, *cond.shape[1:])
+    if isinstance(cond, dict):
+        return {k: repeat_cond(val, b) for k, val in cond.items()}
+    return cond
