@@ -55,8 +55,10 @@ class EditConfig:
     t_anneal: float = 0.8  # fraction of the edit steps over which Σ anneals from t_start to t_end, App. E
     t_baseline: tuple[float, float] = (0.02, 0.98)  # timestep range of SDS / PDS / IDU / regen, App. E
     # identity-preserving gradient (revise phase)
-    lambda_l1: float = 300.0  # weight of the L1 identity term (revise phase), App. E
-    lambda_p: float = 30000.0  # weight of the perceptual (LPIPS) identity term (revise phase), App. E
+    # identity weights: the authors' mvdream-pnr-ipg.yaml (lambda_l1 30000, lambda_p 300) and Table 4; App. E's text
+    # swaps the two names
+    lambda_l1: float = 30000.0  # weight of the L1 identity term (revise phase), official config / Table 4
+    lambda_p: float = 300.0  # weight of the perceptual (LPIPS) identity term (revise phase), official config / Table 4
     ipg_anneal: float = 0.5  # λ -> 0 at half the revise steps, App. E
     # optimiser (threestudio's hash-grid NeRF: Adam, 1e-2 for the tables, 1e-3 for the MLPs)
     lr_encoding: float = 0.01  # Adam learning rate of the hash tables

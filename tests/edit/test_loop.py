@@ -152,7 +152,8 @@ def test_builtin_prior_prompts_compose_with_the_source_caption():
 
 def test_presets():
     assert preset("paper").edit_steps == 1500 and preset("paper").revise_steps == 1000
-    assert preset("paper").search_steps == 50 and preset("paper").lambda_l1 == 300.0
+    assert preset("paper").search_steps == 50 and preset("paper").lambda_l1 == 30000.0
+    assert preset("paper").lambda_p == 300.0  # the official config's order (App. E's text swaps the names)
     q = preset("quick", seed=2)
     assert q.seed == 2 and q.edit_steps < 200
     with pytest.raises(ValueError):
