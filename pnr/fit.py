@@ -50,6 +50,9 @@ class FitConfig:
     seed: int = 0
     device: str = "cpu"
     eval_chunk: int = 1 << 14
+    eval_max_res: int = 256  # held-out views are rendered (and their images area-averaged) to <= this many px a side
+    eval_every: int = 0  # > 0: also evaluate `eval_views` held-out views every this many steps (progress line)
+    eval_views: int = 4
     stop_after: int | None = None  # stop (with a checkpoint) at this step, as if interrupted
     time_limit_s: float | None = None  # stop (with a checkpoint) after this much training time
 
@@ -63,15 +66,35 @@ def psnr(a: Tensor, b: Tensor) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
+def eval_size(width: int, height: int, max_res: int | None) -> tuple[int, int]:
+    """(w, h) with the longer side at most `max_res` (aspect kept; None or 0: unchanged)."""
+    if not max_res or max(width, height) <= max_res:
+        return width, height
+    s = max_res / max(width, height)
+    return max(1, round(width * s)), max(1, round(height * s))
+
+
+def _area_resize(img: Tensor, w: int, h: int) -> Tensor:
+    """[H, W, 3] -> [h, w, 3] by area averaging (what a lower-resolution photo of the scene would be)."""
+    if img.shape[:2] == (h, w):
+        return img
+    x = img.permute(2, 0, 1)[None]
+    return torch.nn.functional.interpolate(x, size=(h, w), mode="area")[0].permute(1, 2, 0)
+
+
 @torch.no_grad()
 def evaluate(field: Field, occupancy: OccupancyGrid | None, data: TransformsDataset, num_samples: int = 128,
-             chunk: int = 1 << 14) -> dict:
-    """Mean PSNR over `data`'s views rendered with the field's own background."""
+             chunk: int = 1 << 14, max_res: int | None = None, progress: bool = False,
+             views: int | None = None) -> dict:
+    """Mean PSNR over `data`'s views (the first `views` of them, if given) rendered with the field's own
+    background, at most `max_res` pixels a side (the images are area-averaged to the same size)."""
+    w, h = eval_size(data.cams.width, data.cams.height, max_res)
+    n = len(data) if views is None else min(views, len(data))
     vals = []
-    for i in range(len(data)):
-        out = render(field, data.cams[i], occupancy, num_samples=num_samples, chunk=chunk)
-        vals.append(psnr(out["rgb"][0].cpu(), data.images[i]))
-    return {"psnr": sum(vals) / len(vals), "psnr_per_view": vals}
+    for i in tqdm(range(n), disable=not progress, desc=f"held-out eval {w}x{h}", dynamic_ncols=True, leave=False):
+        out = render(field, data.cams[i].resized(w, h), occupancy, num_samples=num_samples, chunk=chunk)
+        vals.append(psnr(out["rgb"][0].cpu(), _area_resize(data.images[i], w, h)))
+    return {"psnr": sum(vals) / len(vals), "psnr_per_view": vals, "res": [w, h]}
 
 
 def _check_writable(out_dir: Path) -> None:
@@ -154,6 +177,7 @@ def fit(dataset: TransformsDataset, field_cfg: FieldConfig, fit_cfg: FitConfig, 
 
     t_train = float(meta.get("train_time_s", 0.0)) if resume else 0.0  # time limits count across resumes
     t_session, samples_total, rays_total, loss_val = 0.0, 0.0, 0, float("nan")
+    trace: list[list[float]] = []  # [step, held-out PSNR] every eval_every steps
     step = start
     end = c.steps if c.stop_after is None else min(c.steps, c.stop_after)
     bar = tqdm(range(start, end), disable=not progress, desc="fit", dynamic_ncols=True, initial=start, total=end)
@@ -195,6 +219,12 @@ def fit(dataset: TransformsDataset, field_cfg: FieldConfig, fit_cfg: FitConfig, 
         if progress and step % 10 == 0:
             bar.set_postfix(loss=f"{loss_val:.4f}", psnr=f"{-10 * math.log10(max(loss_val, 1e-10)):.1f}",
                             spr=f"{float(out['samples_per_ray']):.0f}")
+        if c.eval_every > 0 and held is not None and (step + 1) % c.eval_every == 0 and step + 1 < end:
+            ev = evaluate(field, occ, held, c.num_samples, c.eval_chunk, c.eval_max_res, views=c.eval_views)
+            trace.append([step + 1, ev["psnr"]])
+            if progress:
+                tqdm.write(f"fit: step {step + 1}: held-out PSNR {ev['psnr']:.2f} dB ({len(ev['psnr_per_view'])} views "
+                           f"at {ev['res'][0]}x{ev['res'][1]})")
         if (step + 1) % c.checkpoint_every == 0 and step + 1 < end:
             checkpoint(step + 1)
         if c.time_limit_s is not None and t_train >= c.time_limit_s:
@@ -211,9 +241,12 @@ def fit(dataset: TransformsDataset, field_cfg: FieldConfig, fit_cfg: FitConfig, 
                "occupied_fraction": occ.occupied_fraction(), "field_config": field.cfg.to_dict(),
                "fit_config": asdict(c)}
     if held is not None:
-        ev = evaluate(field, occ, held, c.num_samples, c.eval_chunk)
+        ev = evaluate(field, occ, held, c.num_samples, c.eval_chunk, c.eval_max_res, progress=progress)
         metrics["heldout_psnr"] = ev["psnr"]
         metrics["heldout_views"] = len(held)
+        metrics["heldout_res"] = ev["res"]
+        if trace:
+            metrics["heldout_psnr_trace"] = trace
     atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1))
     return field, occ, metrics
 

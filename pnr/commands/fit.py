@@ -24,6 +24,12 @@ def add_parser(sub):
     p.add_argument("--field", choices=PRESETS, default="default", help="field size preset")
     p.add_argument("--background", choices=("learned", "fixed"), default="learned")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--downscale", type=int, default=1, metavar="N",
+                   help="load images N times smaller (nerfstudio's images_N/ folders when present, else resized)")
+    p.add_argument("--eval-res", type=int, default=256, metavar="PX",
+                   help="held-out views are evaluated at most PX pixels a side (default 256; 0: full size)")
+    p.add_argument("--eval-every", type=int, default=0, metavar="STEPS",
+                   help="also report held-out PSNR (4 views) every STEPS steps (default 0: only at the end)")
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -55,18 +61,25 @@ def run(args):
     for name in ("steps", "rays", "samples", "checkpoint_every"):
         if getattr(args, name) <= 0:
             raise PnrError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ("downscale",):
+        if getattr(args, name) < 1:
+            raise PnrError(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    for name in ("eval_res", "eval_every"):
+        if getattr(args, name) < 0:
+            raise PnrError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     out = Path(args.out)
     _check_writable(out)  # fail before the (slow) dataset load
-    data = load_transforms_dataset(args.dataset)
+    data = load_transforms_dataset(args.dataset, downscale=args.downscale)
     fcfg = replace(field_preset(args.field), background=args.background)
     device = resolve_device(args.device)
     occ_res = args.occupancy_res or (64 if device.startswith("cuda") else 32)
     cfg = FitConfig(steps=args.steps, rays_per_batch=args.rays, num_samples=args.samples, lr=args.lr,
                     checkpoint_every=args.checkpoint_every, seed=args.seed, device=device,
-                    occupancy_resolution=occ_res)
+                    occupancy_resolution=occ_res, eval_max_res=args.eval_res, eval_every=args.eval_every)
     _, _, m = fit(data, fcfg, cfg, out, resume=args.resume, progress=not args.quiet)
     msg = f"fit: {m['step']} steps, {m['train_time_s']:.1f} s; checkpoint {out / 'checkpoint'}"
     if "heldout_psnr" in m:
-        msg += f"; held-out PSNR {m['heldout_psnr']:.2f} dB over {m['heldout_views']} views"
+        msg += (f"; held-out PSNR {m['heldout_psnr']:.2f} dB over {m['heldout_views']} views "
+                f"at {m['heldout_res'][0]}x{m['heldout_res'][1]}")
     print(msg)
     return 0

@@ -132,29 +132,78 @@ def _image_path(path: Path, i: int, frame: dict) -> Path:
     return p.with_name(p.name + ".png")
 
 
-def _load_image(img_path: Path, json_path: Path) -> np.ndarray:
+def _load_image(img_path: Path, json_path: Path, downscale: int = 1) -> tuple[np.ndarray, tuple[int, int]]:
+    """-> (pixels [H, W, 3|4] uint8, the file's own (w, h)). downscale > 1 reduces by box filtering."""
     from PIL import Image
 
     if not img_path.exists():
         raise DataError(f"{img_path}: image file not found (referenced by {json_path})")
+    if img_path.stat().st_size == 0:
+        raise DataError(f"{img_path}: image file is empty (0 bytes)")
     try:
         with Image.open(img_path) as im:
+            size = im.size
+            if size[0] == 0 or size[1] == 0:
+                raise DataError(f"{img_path}: image has zero size ({size[0]}x{size[1]})")
             im = im.convert("RGBA") if im.mode in ("RGBA", "LA", "P", "PA") else im.convert("RGB")
+            if downscale > 1:
+                w, h = max(1, size[0] // downscale), max(1, size[1] // downscale)
+                im = im.resize((w, h), Image.BOX)
             arr = np.asarray(im)
+    except DataError:
+        raise
     except Exception as e:  # PIL raises many kinds for broken files
         raise DataError(f"{img_path}: cannot read image ({e})") from None
-    return arr
+    return arr, size
 
 
-def _intrinsics(path: Path, meta: dict, w: int, h: int) -> tuple[float, float, float, float]:
-    """fx, fy, cx, cy for an image of w x h (scaled if fl_x/w/h describe another resolution)."""
-    if "fl_x" in meta:
-        fx = _number(path, "'fl_x'", meta["fl_x"])
-        fy = _number(path, "'fl_y'", meta.get("fl_y", fx))
-        w0 = _number(path, "'w'", meta.get("w", w))
-        h0 = _number(path, "'h'", meta.get("h", h))
-        cx = _number(path, "'cx'", meta.get("cx", w0 / 2))
-        cy = _number(path, "'cy'", meta.get("cy", h0 / 2))
+def _downscaled_path(p: Path, n: int) -> Path | None:
+    """nerfstudio's reduced copies: images/x.png -> images_2/x.png (None when that file is absent)."""
+    if n <= 1:
+        return None
+    q = p.parent.with_name(f"{p.parent.name}_{n}") / p.name
+    return q if q.exists() else None
+
+
+# camera models whose parameters are pinhole + OpenCV k1 k2 p1 p2 (k3): what the ray generator undistorts
+SUPPORTED_CAMERA_MODELS = ("PINHOLE", "SIMPLE_PINHOLE", "OPENCV", "SIMPLE_RADIAL", "RADIAL")
+INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "k1", "k2", "k3", "k4", "p1", "p2", "camera_model",
+                  "camera_angle_x", "camera_angle_y")
+
+
+def _distortion(path: Path, meta: dict, where: str) -> tuple[float, float, float, float, float]:
+    """(k1, k2, p1, p2, k3) from nerfstudio / instant-ngp keys; unsupported camera models are an error."""
+    model = meta.get("camera_model")
+    if model is not None:
+        if not isinstance(model, str) or model.upper() not in SUPPORTED_CAMERA_MODELS:
+            raise DataError(f"{path}: {where}camera_model {model!r} is not supported (supported: "
+                            f"{', '.join(SUPPORTED_CAMERA_MODELS)}); undistort the images first, e.g. with "
+                            "COLMAP's image_undistorter, and use PINHOLE")
+    if "k4" in meta and _number(path, f"{where}'k4'", meta["k4"]) != 0:
+        raise DataError(f"{path}: {where}'k4' is set: fisheye/thin-prism distortion is not supported "
+                        f"(supported: {', '.join(SUPPORTED_CAMERA_MODELS)})")
+    k = [_number(path, f"{where}'{n}'", meta.get(n, 0.0)) for n in ("k1", "k2", "p1", "p2", "k3")]
+    if model is not None and model.upper() in ("PINHOLE", "SIMPLE_PINHOLE") and any(k):
+        raise DataError(f"{path}: {where}camera_model {model} has distortion coefficients {k}")
+    return tuple(k)
+
+
+def _intrinsics(path: Path, meta: dict, w: int, h: int, file_wh: tuple[float, float] | None = None,
+                where: str = "") -> tuple[float, float, float, float]:
+    """fx, fy, cx, cy for an image of w x h (scaled if fl_x/w/h describe another resolution). `file_wh`: the
+    full-resolution size the intrinsics refer to when the file gives no w/h (default: w x h)."""
+    fw, fh = file_wh or (w, h)
+    if "fl_x" in meta or "fl_y" in meta:
+        fx = _number(path, f"{where}'fl_x'", meta.get("fl_x", meta.get("fl_y")))
+        fy = _number(path, f"{where}'fl_y'", meta.get("fl_y", fx))
+        w0 = _number(path, f"{where}'w'", meta.get("w", fw))
+        h0 = _number(path, f"{where}'h'", meta.get("h", fh))
+        if w0 <= 0 or h0 <= 0:
+            raise DataError(f"{path}: {where}image size w={w0:g} h={h0:g} must be positive")
+        if fx <= 0 or fy <= 0:
+            raise DataError(f"{path}: {where}focal lengths fl_x={fx:g} fl_y={fy:g} must be positive")
+        cx = _number(path, f"{where}'cx'", meta.get("cx", w0 / 2))
+        cy = _number(path, f"{where}'cy'", meta.get("cy", h0 / 2))
         sx, sy = w / w0, h / h0
         return fx * sx, fy * sy, cx * sx, cy * sy
     if "camera_angle_x" in meta:
@@ -162,7 +211,13 @@ def _intrinsics(path: Path, meta: dict, w: int, h: int) -> tuple[float, float, f
         if not 0 < ax < math.pi:
             raise DataError(f"{path}: 'camera_angle_x' = {ax} is not an angle in (0, pi) radians")
         f = 0.5 * w / math.tan(0.5 * ax)
-        return f, f, w / 2, h / 2
+        fy = f
+        if "camera_angle_y" in meta:
+            ay = _number(path, "'camera_angle_y'", meta["camera_angle_y"])
+            if not 0 < ay < math.pi:
+                raise DataError(f"{path}: 'camera_angle_y' = {ay} is not an angle in (0, pi) radians")
+            fy = 0.5 * h / math.tan(0.5 * ay)
+        return f, fy, w / 2, h / 2
     raise DataError(f"{path}: no camera intrinsics (need 'camera_angle_x' or 'fl_x'/'fl_y')")
 
 
@@ -185,12 +240,19 @@ def _find_sources(path: Path) -> list[tuple[str | None, Path]]:
 
 def load_transforms_dataset(path: str | Path, split: str | None = None,
                             background: tuple[float, float, float] = (1.0, 1.0, 1.0),
-                            test_every: int = 8) -> TransformsDataset:
+                            test_every: int = 8, downscale: int = 1) -> TransformsDataset:
     """Read a NeRF-synthetic folder (transforms_{train,val,test}.json), a folder with one nerfstudio-style
     transforms.json (frames may carry "split"; otherwise every `test_every`-th frame is held out as
     "test"), or a path to one such JSON file. RGBA images are composited onto `background`.
-    `split` keeps only that split's frames."""
+    `split` keeps only that split's frames.
+
+    Intrinsics: fl_x/fl_y/cx/cy/w/h (and k1 k2 k3 p1 p2, camera_model) at the top level or per frame (a
+    frame's own keys win), else camera_angle_x (and camera_angle_y); scaled to the image actually loaded when
+    w/h describe another size. `downscale` N > 1 loads images reduced N times: from nerfstudio's
+    `images_N/` folder next to each image's folder when present, else box-filtered on load."""
     path = Path(path)
+    if isinstance(downscale, bool) or not isinstance(downscale, int) or downscale < 1:
+        raise DataError(f"downscale must be a positive integer, got {downscale!r}")
     entries = []  # (split, json_path, meta, frame_index, frame)
     for src_split, jp in _find_sources(path):
         meta = _read_json(jp)
@@ -211,13 +273,19 @@ def load_transforms_dataset(path: str | Path, split: str | None = None,
         entries = [e for e in entries if e[0] == split]
         if not entries:
             raise DataError(f"{path}: no frames in split '{split}'")
-    imgs, alphas, poses, intr, files, splits = [], [], [], [], [], {}
+    imgs, alphas, poses, intr, dists, files, splits = [], [], [], [], [], [], {}
     first = None
     bg = np.asarray(background, dtype=np.float32)
     for k, (s, jp, meta, i, fr) in enumerate(entries):
         pose = _pose(jp, i, fr)
         ip = _image_path(jp, i, fr)
-        arr = _load_image(ip, jp)
+        small = _downscaled_path(ip, downscale)
+        if small is not None:  # a reduced copy: the intrinsics refer to N times its size
+            arr, _ = _load_image(small, jp)
+            file_wh = (arr.shape[1] * downscale, arr.shape[0] * downscale)
+            ip = small
+        else:
+            arr, file_wh = _load_image(ip, jp, downscale)
         h, w = arr.shape[:2]
         if first is None:
             first = (w, h, ip)
@@ -229,15 +297,19 @@ def load_transforms_dataset(path: str | Path, split: str | None = None,
         imgs.append(torch.from_numpy(np.ascontiguousarray(rgb)))
         alphas.append(torch.from_numpy(np.ascontiguousarray(a)))
         poses.append(pose)
-        f_meta = {**meta, **{key: fr[key] for key in ("fl_x", "fl_y", "cx", "cy", "w", "h") if key in fr}}
-        intr.append(_intrinsics(jp, f_meta, w, h))
+        f_meta = {**meta, **{key: fr[key] for key in INTRINSIC_KEYS if key in fr}}
+        where = f"frame {i} " if any(key in fr for key in INTRINSIC_KEYS) else ""
+        intr.append(_intrinsics(jp, f_meta, w, h, file_wh, where))
+        dists.append(_distortion(jp, f_meta, where))
         files.append(str(ip))
         splits.setdefault(s, []).append(k)
     it = torch.tensor(intr, dtype=torch.float32)
     w, h = first[:2]
     captions = {m.get("caption") for _, _, m, _, _ in entries if isinstance(m.get("caption"), str) and m["caption"].strip()}
     caption = captions.pop().strip() if len(captions) == 1 else None  # none, or files that disagree: no caption
-    cams = Cameras(torch.stack(poses), it[:, 0], it[:, 1], it[:, 2], it[:, 3], w, h)
+    dist = torch.tensor(dists, dtype=torch.float32)
+    cams = Cameras(torch.stack(poses), it[:, 0], it[:, 1], it[:, 2], it[:, 3], w, h,
+                   dist if bool((dist != 0).any()) else None)
     return TransformsDataset(torch.stack(imgs), torch.stack(alphas), cams,
                              {s: torch.tensor(v, dtype=torch.int64) for s, v in splits.items()}, files,
                              tuple(float(c) for c in background), caption)

@@ -2,6 +2,9 @@
 
 camera-to-world `c2w: [B, 4, 4]`; the camera looks down its -z axis with +y up, +x right.
 The world is z-up (as in NeRF-synthetic). Pixel (i, j) samples its centre (j + 0.5, i + 0.5).
+Optional OpenCV radial/tangential lens distortion per camera (`distortion: [B, 5]` = k1, k2, p1, p2, k3 in
+OpenCV's order, applied to normalised image coordinates with y down, as COLMAP/nerfstudio do): rays go
+through the undistorted point of each pixel, found by Newton iteration.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ class Cameras:
     cy: Tensor  # [B]
     width: int
     height: int
+    distortion: Tensor | None = None  # [B, 5] k1, k2, p1, p2, k3 (OpenCV order); None = pinhole
 
     def __len__(self) -> int:
         return self.c2w.shape[0]
@@ -32,25 +36,34 @@ class Cameras:
 
     def to(self, device) -> "Cameras":
         return Cameras(self.c2w.to(device), self.fx.to(device), self.fy.to(device),
-                       self.cx.to(device), self.cy.to(device), self.width, self.height)
+                       self.cx.to(device), self.cy.to(device), self.width, self.height,
+                       None if self.distortion is None else self.distortion.to(device))
 
     def __getitem__(self, idx) -> "Cameras":
         if isinstance(idx, int):
             idx = slice(idx, idx + 1)
         return Cameras(self.c2w[idx], self.fx[idx], self.fy[idx], self.cx[idx], self.cy[idx],
-                       self.width, self.height)
+                       self.width, self.height, None if self.distortion is None else self.distortion[idx])
 
     def resized(self, width: int, height: int | None = None) -> "Cameras":
         """Same cameras at another resolution (intrinsics scaled)."""
         height = width if height is None else height
         sx, sy = width / self.width, height / self.height
-        return Cameras(self.c2w, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, width, height)
+        return Cameras(self.c2w, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, width, height,
+                       self.distortion)  # distortion acts on normalised coordinates: unchanged
+
+    def transformed(self, c2w: Tensor) -> "Cameras":
+        """Same intrinsics with other poses (e.g. in a normalised scene frame)."""
+        return Cameras(c2w, self.fx, self.fy, self.cx, self.cy, self.width, self.height, self.distortion)
 
     @staticmethod
     def cat(cams: list["Cameras"]) -> "Cameras":
         w, h = cams[0].width, cams[0].height
         assert all(c.width == w and c.height == h for c in cams), "cameras differ in resolution"
-        return Cameras(*(torch.cat([getattr(c, k) for c in cams]) for k in ("c2w", "fx", "fy", "cx", "cy")), w, h)
+        dist = None
+        if any(c.distortion is not None for c in cams):
+            dist = torch.cat([c.distortion if c.distortion is not None else c.c2w.new_zeros(len(c), 5) for c in cams])
+        return Cameras(*(torch.cat([getattr(c, k) for c in cams]) for k in ("c2w", "fx", "fy", "cx", "cy")), w, h, dist)
 
 
 def from_fov(c2w: Tensor, fov_x_deg: float, width: int, height: int | None = None) -> Cameras:
@@ -108,6 +121,41 @@ def random_orbit_views(batch: int, n_views: int, generator: torch.Generator | No
     return from_fov(look_at(orbit_positions(az, el, rad)), fov_deg, res).to(device)
 
 
+def distort(x: Tensor, y: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+    """OpenCV's radial/tangential model on normalised coordinates (y down); k: [..., 5] = k1, k2, p1, p2, k3,
+    broadcast against x, y."""
+    k1, k2, p1, p2, k3 = k.unbind(-1)
+    r2 = x * x + y * y
+    radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+    return xd, yd
+
+
+def undistort(xd: Tensor, yd: Tensor, k: Tensor, iters: int = 20) -> tuple[Tensor, Tensor]:
+    """Inverse of `distort` by Newton's method on the 2x2 system (as nerfstudio's
+    radial_and_tangential_undistort), in float64; starts at the distorted point."""
+    dt = xd.dtype
+    xd, yd, k = xd.double(), yd.double(), k.double()
+    k1, k2, p1, p2, k3 = k.unbind(-1)
+    x, y = xd.clone(), yd.clone()
+    for _ in range(iters):
+        r2 = x * x + y * y
+        radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        dradial = k1 + r2 * (2 * k2 + 3 * k3 * r2)  # d radial / d r2
+        fx = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x) - xd
+        fy = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y - yd
+        fx_x = radial + 2 * x * x * dradial + 2 * p1 * y + 6 * p2 * x
+        fx_y = 2 * x * y * dradial + 2 * p1 * x + 2 * p2 * y
+        fy_x = 2 * x * y * dradial + 2 * p1 * x + 2 * p2 * y
+        fy_y = radial + 2 * y * y * dradial + 6 * p1 * y + 2 * p2 * x
+        det = fx_x * fy_y - fx_y * fy_x
+        det = torch.where(det.abs() < 1e-12, torch.full_like(det, 1e-12), det)
+        x = x - (fx * fy_y - fy * fx_y) / det
+        y = y - (fy * fx_x - fx * fy_x) / det
+    return x.to(dt), y.to(dt)
+
+
 def generate_rays(cams: Cameras) -> tuple[Tensor, Tensor]:
     """World-space rays for every pixel: origins, unit directions, each [B, H, W, 3]."""
     dev = cams.device
@@ -115,6 +163,9 @@ def generate_rays(cams: Cameras) -> tuple[Tensor, Tensor]:
                           torch.arange(cams.height, device=dev, dtype=torch.float32) + 0.5, indexing="xy")
     x = (j[None] - cams.cx[:, None, None]) / cams.fx[:, None, None]
     y = -(i[None] - cams.cy[:, None, None]) / cams.fy[:, None, None]
+    if cams.distortion is not None and bool((cams.distortion != 0).any()):
+        xu, yu = undistort(x, -y, cams.distortion[:, None, None, :])  # OpenCV's y points down
+        x, y = xu, -yu
     d_cam = torch.stack([x, y, -torch.ones_like(x)], dim=-1)  # [B, H, W, 3]
     rot = cams.c2w[:, None, None, :3, :3]
     dirs = torch.nn.functional.normalize((rot @ d_cam[..., None])[..., 0], dim=-1)
