@@ -106,9 +106,10 @@ class PnR(Method):
         return None if self.cfg.eta is None else float(self.cfg.eta)
 
     def search_schedule(self) -> TimestepSchedule:
-        """Σ of Alg. 2's simulated steps: the edit phase's, at the same step indices."""
-        c = self.cfg
-        return TimestepSchedule(c.t_start, c.t_end, c.t_anneal)
+        """Σ of Alg. 2's simulated steps: held at t_start (the official mvdream-pnr.yaml starts the anneal after
+        the 50 search steps, [50, 0.75, 0.02, 1250]); an anneal during the search would lower the loss by the
+        schedule drift alone and make ΔL < 0 for every edit."""
+        return fixed_schedule(*self.cfg.t_start)
 
     def phases(self) -> list[Phase]:
         c = self.cfg
