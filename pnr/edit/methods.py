@@ -114,7 +114,10 @@ class PnR(Method):
     def phases(self) -> list[Phase]:
         c = self.cfg
         edit = Phase("edit", c.edit_steps, TimestepSchedule(c.t_start, c.t_end, c.t_anneal))
-        revise = Phase("revise", c.revise_steps, fixed_schedule(*c.t_end), identity=True, ramp_resolution=False)
+        # the revise phase restarts the anneal over its own steps (official mvdream-pnr-ipg.yaml: [0, 0.75, 0.02, 800]
+        # of 1000 steps); it is a second run from the edited field in the authors' code
+        revise = Phase("revise", c.revise_steps, TimestepSchedule(c.t_start, c.t_end, c.t_anneal), identity=True,
+                       ramp_resolution=False)
         return [edit, revise] if c.revise_steps > 0 else [edit]
 
 

@@ -43,6 +43,18 @@ def test_eta_search_holds_t_at_t_start():
     assert len(den.ts) == 6 and all(t == pytest.approx(0.75) for t in den.ts)
 
 
+def test_revise_phase_restarts_the_anneal_at_t_start():
+    den = _run(_cfg(eta=0.2, search_steps=0))
+    edit_t, revise_t = den.ts[:10], den.ts[10:]
+    assert len(revise_t) == 10
+    assert edit_t[0] == pytest.approx(0.75) and revise_t[0] == pytest.approx(0.75)
+    assert max(edit_t[8:]) <= 0.40 + 1e-6 and max(revise_t[8:]) <= 0.40 + 1e-6  # t_end after 80% of each phase
+    ph = PnR(_cfg()).phases()
+    assert [p.name for p in ph] == ["edit", "revise"] and ph[1].identity and not ph[0].identity
+    assert ph[1].schedule.range(0, 10) == pytest.approx((0.75, 0.75))
+    assert ph[1].schedule.range(8, 10) == pytest.approx((0.02, 0.40))
+
+
 def test_baselines_one_phase_of_edit_plus_revise_steps_at_their_fixed_range():
     for cls in (SDS, PDS, Regen):
         ph = cls(_cfg()).phases()
