@@ -2,8 +2,10 @@
 
 With the built-in prior, whose text encoder knows the domain's captions, an edit prompt names only the
 change ("sitting", "in blue", "wearing a hat"); when the source's caption is known (checkpoint meta
-"caption" or --source-prompt) the conditioning text is the caption of the edited object. Other priors
-get the prompt as written.
+"caption" or --source-prompt) the conditioning text is the caption of the edited object. Prompts are read
+as people type them (pnr.data.domain.grammar.normalize_phrase): filler words are ignored, everyday words
+map to the domain's ("navy" -> blue, "make it much taller" -> tall); `prompt_words` says which words were
+used. Other priors get the prompt as written.
 """
 
 from __future__ import annotations
@@ -31,13 +33,26 @@ def resolve_prompts(prior, edit_prompt: str, source_prompt: str | None, method: 
                           "meta holds its caption)")
     if not is_builtin(prior):
         return edit_prompt, source_prompt
-    from pnr.data.domain.grammar import apply_edit, caption, check_words, parse_caption
+    from pnr.data.domain.grammar import apply_edit, caption, normalize_phrase, parse_caption
 
-    check_words(edit_prompt)  # unknown words -> PromptError naming close known words
+    words = normalize_phrase(edit_prompt)  # unknown words -> PromptError naming close known words
     if source_prompt is None:
-        return edit_prompt, None
+        if not words.attributes and words.text != edit_prompt:  # only filler words
+            raise PromptError(f"edit prompt {edit_prompt!r} names nothing the built-in domain knows (ignored: "
+                              f"{', '.join(words.ignored)}); try e.g. 'in blue', 'striped', 'tall', 'sitting'")
+        return words.text, None
     try:
         spec = parse_caption(source_prompt)
     except PromptError as e:
         raise PromptError(f"source caption (--source-prompt, or the one stored with the source): {e}") from None
     return caption(apply_edit(spec, edit_prompt)), caption(spec)
+
+
+def prompt_words(prior, edit_prompt: str) -> dict | None:
+    """How the built-in prior reads `edit_prompt`: {"text", "used", "ignored", "mapped", "attributes"}
+    (pnr.data.domain.grammar.PhraseWords); None for other priors, which get the prompt as written."""
+    if not is_builtin(prior) or not edit_prompt or not edit_prompt.strip():
+        return None
+    from pnr.data.domain.grammar import normalize_phrase
+
+    return normalize_phrase(edit_prompt).to_dict()

@@ -102,6 +102,200 @@ def vocabulary() -> list[str]:
 
 _VOCAB = frozenset(vocabulary())
 
+# --- prompts as people type them (normalize_phrase) ------------------------------------------------
+# Words outside the vocabulary only: a caption's words keep their meaning. Each everyday word stands for
+# vocabulary word(s) that parse_phrase reads; a value's synonyms, comparatives and "-ish" forms.
+_SYNONYMS: dict[str, str] = {
+    **dict.fromkeys("navy azure cobalt sapphire cyan bluish blueish".split(), "blue"),
+    **dict.fromkeys("crimson scarlet ruby cherry maroon burgundy reddish".split(), "red"),
+    **dict.fromkeys("lime emerald jade olive mint greenish".split(), "green"),
+    **dict.fromkeys("gold golden lemon mustard yellowish".split(), "yellow"),
+    **dict.fromkeys("tangerine amber orangey orangish".split(), "orange"),
+    **dict.fromkeys("violet lavender lilac plum purplish".split(), "purple"),
+    **dict.fromkeys("magenta fuchsia salmon pinkish".split(), "pink"),
+    **dict.fromkeys("tan beige chocolate bronze brownish".split(), "brown"),
+    **dict.fromkeys("ivory cream snow whitish".split(), "white"),
+    **dict.fromkeys("silver silvery charcoal slate grayish greyish".split(), "gray"),
+    **dict.fromkeys("stripe stripey striping pinstripe pinstripes pinstriped banded".split(), "striped"),
+    **dict.fromkeys("checker checkers chequered chessboard plaid gingham tartan".split(), "checkered"),
+    **dict.fromkeys("dot spots spot spotty dotty speckled speckles polkadot polkadots".split(), "dotted"),
+    **dict.fromkeys("solid unpatterned".split(), "plain"),
+    **dict.fromkeys("tallest higher high".split(), "tall"),
+    **dict.fromkeys("shortest lower low squat stubby stumpy".split(), "short"),
+    **dict.fromkeys("widest broad broader fat fatter thick thicker chunky chunkier stout".split(), "wide"),
+    **dict.fromkeys("narrowest thinner skinny skinnier slender slimmer".split(), "narrow"),
+    **dict.fromkeys("rounder circular roundish".split(), "round"),
+    **dict.fromkeys("squarer squared squarish boxier cube cubic cuboid blocky rectangular angular".split(), "square"),
+    **dict.fromkeys("sits sat".split(), "sit"), **dict.fromkeys("stands stood upright".split(), "stand"),
+    **dict.fromkeys("wave waves waved".split(), "waving"),
+    **dict.fromkeys("raise raises lift lifts lifted lifting".split(), "raised"),
+    **dict.fromkeys("cheer cheers cheering".split(), "arms raised"),
+    **dict.fromkeys("stretch stretched stretching".split(), "spread"), "hands": "arms",
+    **dict.fromkeys("hats beanie bowler fedora beret sombrero tophat".split(), "hat"),
+    **dict.fromkeys("scarves scarfs muffler shawl".split(), "scarf"),
+    **dict.fromkeys("balls football basketball soccerball beachball baseball".split(), "ball"),
+    **dict.fromkeys("rose roses tulip tulips daisy daisies sunflower bouquet blossom bloom lily".split(), "flower"),
+    "straws": "straw",
+    **dict.fromkeys("remove removed removing rid lose minus off".split(), "without"), "not": "no",
+    **dict.fromkeys("mugs cups teacup tumbler".split(), "mug"), **dict.fromkeys("vases jar urn vessel".split(), "vase"),
+    **dict.fromkeys("lamps lampshade lantern".split(), "lamp"), **dict.fromkeys("tables desk".split(), "table"),
+    **dict.fromkeys("chairs stool armchair".split(), "chair"),
+    **dict.fromkeys("man woman guy girl boy kid child human figurine doll character mannequin".split(), "figure"),
+}
+# two-word phrases read as one (before the words alone)
+_PAIRS: dict[tuple[str, str], str] = {("t", "pose"): "arms out", ("take", "off"): "without",
+                                      ("get", "rid"): "without"}
+# words that name nothing the domain can show: dropped when the rest of the prompt names the edit
+_FILLERS = frozenset("""
+    please pls kindly could can would will shall should you i we want wanted like love need let lets me us my our
+    your him her his hers them their they he she this that these those thing object something s
+    made makes making turned changed convert transform become becomes go get gets give gives giving put puts
+    add adding place stick attach paint painted repaint recolor recolour color colour colors colours dye dyed
+    shade tone hue coat coated cover covered covering decorate decorated patterned patterns style styled
+    shape shapes look looks looking appear so very really much more lot lots bit little slightly somewhat quite
+    rather extra super too even just now instead also all over entirely completely fully totally whole some
+    new down for at by from as than then there here onto inside around top head neck hello hi bye goodbye do
+    does are was being keep but or pose position posture hold holds carry carries carrying wear wears wore
+    dress dressed sporting drinking coffee tea soccer beach tennis less light dark pale bright deep sky take
+    version again same ish
+""".split())
+_ARM_WORDS = frozenset("arm arms hand hands".split())
+# with arms in the prompt these mean a pose: "arms in the air", "hands up high", "arms wide open", "lower its arms"
+_ARM_CONTEXT = {"air": "up", "high": "up", "higher": "up", "overhead": "up", "open": "out"}
+_ARMS_DOWN = frozenset("down lower lowered lowering drop dropped".split())
+_OPPOSITES = {"tall": "short", "short": "tall", "wide": "narrow", "narrow": "wide", "round": "square",
+              "square": "round"}
+_POSE_PARTS = frozenset("raised raising up left right arm arms hand one out spread outstretched".split())
+_NEGATIONS = frozenset(("no", "without"))
+
+
+@dataclass(frozen=True)
+class PhraseWords:
+    """What `normalize_phrase` made of a prompt: `text` (vocabulary words only, the prompt's order: what the
+    built-in prior can read), `used` (the typed words that name the edit), `ignored` (typed words that name
+    nothing), `mapped` (typed everyday word(s) -> the vocabulary word(s) read instead), `attributes`."""
+
+    text: str
+    used: tuple[str, ...]
+    ignored: tuple[str, ...]
+    mapped: dict
+    attributes: dict
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "used": list(self.used), "ignored": list(self.ignored),
+                "mapped": dict(self.mapped), "attributes": dict(self.attributes)}
+
+
+def _value_of(word: str) -> str | None:
+    """The shape value a (vocabulary or everyday) word names, for "less tall" / "not as wide"."""
+    w = word if word in _VOCAB else _SYNONYMS.get(word, word)
+    attr, val = _WORD_VALUES.get(w, ("", ""))
+    return val if attr in ("height", "width", "profile") else None
+
+
+def normalize_phrase(text: str) -> PhraseWords:
+    """Read a prompt as people type it: "make it much taller", "covered in polka dots", "have it sit down",
+    "put a hat on it", "paint it navy please". Filler words are dropped, everyday words and comparatives
+    map to vocabulary words ("navy" -> blue, "less tall" -> short), and the rest is read by parse_phrase.
+    A word that is neither known nor filler is a PromptError naming it and the close known words."""
+    toks = tokenize(text)
+    if not toks:
+        raise PromptError(f"prompt {text!r} is empty")
+    arm_ctx = any(t in _ARM_WORDS for t in toks)
+    pieces: list[tuple[int, str, list[str]]] = []  # (position, typed word(s), vocabulary words read)
+    ignored: list[tuple[int, str]] = []
+    unknown = []
+    i = 0
+    while i < len(toks):
+        t, nxt = toks[i], toks[i + 1] if i + 1 < len(toks) else ""
+        near_arms = any(w in _ARM_WORDS for w in toks[max(0, i - 2): i + 3])
+        if (t, nxt) in _PAIRS:
+            pieces.append((i, f"{t} {nxt}", _PAIRS[t, nxt].split()))
+            i += 2
+            continue
+        if t in ("less", "not"):  # "less tall", "not as wide", "not so round": the opposite value
+            j = i + 1
+            while j < len(toks) and toks[j] in ("as", "so", "too", "very", "that", "quite"):
+                j += 1
+            if j < len(toks) and _value_of(toks[j]) is not None:
+                pieces.append((i, " ".join(toks[i: j + 1]), [_OPPOSITES[_value_of(toks[j])]]))
+                i = j + 1
+                continue
+        if arm_ctx and t in _ARMS_DOWN and near_arms:  # "arms down", "lower its arms": the default pose
+            pieces.append((i, t, ["standing"]))
+        elif arm_ctx and t in _ARM_CONTEXT:
+            pieces.append((i, t, [_ARM_CONTEXT[t]]))
+        elif t == "wide" and arm_ctx and (i and toks[i - 1] in ("arms", "hands", "out", "spread", "open")
+                                          or nxt == "open"):
+            pieces.append((i, t, ["out"]))  # "arms wide (open)": not the object's width
+        elif t in _VOCAB:
+            pieces.append((i, t, [t]))
+        elif t in _SYNONYMS:
+            pieces.append((i, t, _SYNONYMS[t].split()))
+        elif t in _FILLERS:
+            ignored.append((i, t))
+        else:
+            unknown.append(t)
+        i += 1
+    if unknown:
+        pool = _VOCAB | frozenset(_SYNONYMS)
+        hints = "; ".join(f"{w!r} (close: {', '.join(_close_words(w, pool)) or 'none'})" for w in dict.fromkeys(unknown))
+        raise PromptError(f"prompt {text!r} uses words the built-in domain does not know: {hints}. "
+                          f"`pnr data vocab` lists the {len(_VOCAB)} known words")
+    # "from red to blue", "turn the man into a chair": what comes after the last into/to wins
+    marks = [k for k, (_, typed, _) in enumerate(pieces) if typed in ("into", "to")]
+    if marks:
+        attr_of = lambda ws: {_WORD_VALUES[w][0] for w in ws if w in _WORD_VALUES}  # noqa: E731
+        after = set().union(*(attr_of(ws) for _, _, ws in pieces[marks[-1] + 1:]))
+        before = [p for p in pieces[: marks[-1]] if attr_of(p[2]) & after]
+        ignored += [(pos, typed) for pos, typed, _ in before]
+        pieces = [p for p in pieces if p not in before]
+    words = [w for _, _, ws in pieces for w in ws]
+    attrs = _parse_tokens(words, text)
+    unpatterned = attrs.get("pattern") == "plain" and "plain" not in words
+    negated = attrs.get("accessory") == "none" or unpatterned
+    spoken_pose = attrs.get("pose") in ("arms raised", "arms out", "left arm raised", "right arm raised")
+    used = []
+    for pos, typed, ws in pieces:
+        if any(w in _WORD_VALUES or (w in _POSE_PARTS and spoken_pose) or (w in _NEGATIONS and negated)
+               or (w == "pattern" and unpatterned) for w in ws):
+            used.append(typed)
+        else:
+            ignored.append((pos, typed))
+    mapped = {typed: " ".join(ws) for _, typed, ws in pieces if [typed] != ws}
+    ignored_words = tuple(w for _, w in sorted(ignored))
+    if not mapped and all(w in _VOCAB for w in ignored_words):  # nothing dropped or replaced: as typed
+        out_text = text.strip()
+    elif attrs and attrs.get("accessory") != "none":  # the form the prior was trained on: "in blue", "dotted"
+        out_text = edit_phrase(attrs)
+    else:
+        out_text = " ".join(words)
+    return PhraseWords(out_text, tuple(used), ignored_words, mapped, attrs)
+
+
+def edit_phrase(attrs: dict[str, str]) -> str:
+    """The canonical phrase naming `attrs` (a partial caption, as the built-in prior was trained on):
+    {'color': 'blue'} -> 'in blue', {'pose': 'arms raised'} -> 'with arms raised', {'height': 'tall',
+    'category': 'vase'} -> 'a tall vase'. Default values are spoken by name ('plain', 'round', 'standing')."""
+    adj = [attrs[a] for a in ("height", "width", "profile", "color", "pattern") if attrs.get(a)]
+    cat = attrs.get("category")
+    figure = cat == "figure" or "pose" in attrs or attrs.get("accessory") in ("hat", "scarf")
+    tail = []
+    if "pose" in attrs:
+        tail.append(POSE_PHRASES[attrs["pose"]])
+    acc = attrs.get("accessory")
+    if acc and acc != "none":
+        tail.append(FIGURE_ACCESSORY_PHRASES[acc] if figure and acc in FIGURE_ACCESSORY_PHRASES
+                    else OBJECT_ACCESSORY_PHRASES.get(acc, FIGURE_ACCESSORY_PHRASES.get(acc, acc)))
+    if cat:
+        words = adj + [cat]
+        head = ("an " if words[0][0] in "aeiou" else "a ") + " ".join(words)
+    elif adj == [attrs.get("color")]:
+        head = "in " + adj[0]
+    else:
+        head = " ".join(adj)
+    return ", ".join(p for p in [head] + tail if p)
+
 
 @dataclass(frozen=True)
 class ObjectSpec:
@@ -241,10 +435,10 @@ def tokenize(text: str) -> list[str]:
     return re.findall(r"[a-z]+", text.lower())
 
 
-def _close_words(word: str) -> list[str]:
+def _close_words(word: str, pool=None) -> list[str]:
     """Known words spelled like `word`: the best match and any nearly as close (not every 50% match)."""
     ratio = lambda w: difflib.SequenceMatcher(None, word, w).ratio()  # noqa: E731
-    close = difflib.get_close_matches(word, _VOCAB, n=4, cutoff=0.5)
+    close = difflib.get_close_matches(word, sorted(_VOCAB if pool is None else pool), n=4, cutoff=0.5)
     return [w for w in close if ratio(w) >= ratio(close[0]) - 0.1] if close else []
 
 
@@ -263,8 +457,13 @@ def check_words(text: str) -> list[str]:
 
 def parse_phrase(text: str) -> dict[str, str]:
     """Attributes named by a (partial) phrase: 'sitting' -> {'pose': 'sitting'}, 'in blue' -> {'color': 'blue'},
-    'wearing a hat' -> {'accessory': 'hat'}, 'a tall red striped mug' -> {category, height, color, pattern}."""
-    toks = check_words(text)
+    'wearing a hat' -> {'accessory': 'hat'}, 'a tall red striped mug' -> {category, height, color, pattern}.
+    Everyday phrasings are read through `normalize_phrase` ('make it much taller' -> {'height': 'tall'})."""
+    return dict(normalize_phrase(text).attributes)
+
+
+def _parse_tokens(toks: list[str], text: str) -> dict[str, str]:
+    """parse_phrase on vocabulary words `toks` (of the prompt `text`, named in errors)."""
     s = set(toks)
     out: dict[str, str] = {}
     for t in toks:
@@ -278,16 +477,19 @@ def parse_phrase(text: str) -> dict[str, str]:
             out[attr] = val
     # poses spoken with several words
     raised = bool(s & {"raised", "raising", "up"})
-    if s & {"left", "right"} and (raised or "arm" in s):
+    if s & {"left", "right"} and (raised or s & {"arm", "hand"}):
         out["pose"] = "left arm raised" if "left" in s else "right arm raised"
     elif "arms" in s and raised:
         out["pose"] = "arms raised"
     elif ("arms" in s and s & {"out", "spread"}) or "outstretched" in s:
         out["pose"] = "arms out"
-    elif "one" in s and "arm" in s and raised:
+    elif s & {"arm", "hand"} and raised:  # one arm / a hand raised: the right one, as "waving"
         out["pose"] = "right arm raised"
-    if s & {"without", "no"} and "accessory" in out:
-        out["accessory"] = "none"
+    if s & {"without", "no"}:
+        if "accessory" in out:
+            out["accessory"] = "none"
+        elif out.get("pattern", "") != "plain" and ("pattern" in out or "pattern" in s):  # "without stripes"
+            out["pattern"] = "plain"
     return out
 
 
@@ -311,9 +513,11 @@ def parse_caption(text: str) -> ObjectSpec:
 def apply_edit(spec: ObjectSpec, phrase: str) -> ObjectSpec:
     """`spec` with the attributes that `phrase` names replaced (jitter kept): the ground-truth edited object.
     Naming another category switches it and resets attributes the new category lacks."""
-    attrs = parse_phrase(phrase)
+    words = normalize_phrase(phrase)
+    attrs = dict(words.attributes)
     if not attrs:
-        raise PromptError(f"edit phrase {phrase!r} names no attribute of the built-in domain "
+        skipped = f"; ignored: {', '.join(words.ignored)}" if words.ignored else ""
+        raise PromptError(f"edit phrase {phrase!r} names no attribute of the built-in domain{skipped} "
                           f"(try e.g. 'in blue', 'striped', 'tall', 'sitting', 'wearing a hat')")
     cat = attrs.pop("category", spec.category)
     base = spec.to_dict()
@@ -354,4 +558,5 @@ def differing_attrs(a: ObjectSpec, b: ObjectSpec) -> list[str]:
 
 __all__ = ["ObjectSpec", "CATEGORIES", "ATTRIBUTES", "EDIT_TYPES", "EDIT_TYPE_ATTRS", "COLORS", "CATEGORY_ATTRS",
            "CATEGORY_ACCESSORIES", "sample_spec", "caption", "parse_caption", "parse_phrase", "apply_edit",
-           "vocabulary", "check_words", "validate", "spec_from_text", "differing_attrs", "replace"]
+           "vocabulary", "check_words", "validate", "spec_from_text", "differing_attrs", "replace",
+           "normalize_phrase", "edit_phrase", "PhraseWords"]
