@@ -348,19 +348,17 @@ def evaluate_field(src: Source, field, occ, a, encoder) -> dict:
 
 def run_job(src: Source, job: Job, a, prior, encoder, dev) -> list[dict]:
     """Edit + evaluate one job -> its record(s) (pnr: also the pnr_norevise snapshot)."""
-    from pnr.edit.config import DELTA_MIN_BUILTIN, DELTA_MIN_PAPER
+    from pnr.edit.config import with_prior_defaults
     from pnr.edit.eta import loss_decrease
     from pnr.edit.loop import edit
-    from pnr.edit.prompts import is_builtin, resolve_prompts
+    from pnr.edit.prompts import resolve_prompts
     from pnr.edit.run import make_guide
     from pnr.errors import NumericalError
     from pnr.field.field import Field
     from pnr.render.occupancy import OccupancyGrid
 
     e = src.edit
-    cfg = make_config(a, job.variant, job.seed)
-    if cfg.delta_min is None:
-        cfg = replace(cfg, delta_min=DELTA_MIN_BUILTIN if is_builtin(prior) else DELTA_MIN_PAPER)
+    cfg = with_prior_defaults(make_config(a, job.variant, job.seed), prior)
     text, src_text = resolve_prompts(prior, e.prompt, e.source_caption, cfg.method)
     guide = make_guide(prior, src.field, src.occ, text, src_text)
     snap: dict = {}

@@ -162,6 +162,19 @@ def field_docs() -> dict[str, str]:
     return docs
 
 
+def with_prior_defaults(cfg: EditConfig, prior) -> EditConfig:
+    """The one place where settings left None take the prior's value: Δ_min (the prior's `delta_min`, calibrated
+    in its loss units; the paper's 1000 for a prior that has none)."""
+    if cfg.delta_min is None:
+        d = getattr(prior, "delta_min", None)
+        if d is None:
+            from pnr.edit.prompts import is_builtin
+
+            d = DELTA_MIN_BUILTIN if is_builtin(prior) else DELTA_MIN_PAPER
+        cfg = replace(cfg, delta_min=float(d))
+    return cfg
+
+
 def preset(name: str, **overrides) -> EditConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")

@@ -21,11 +21,11 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from pnr.edit.config import EditConfig
+from pnr.edit.config import EditConfig, with_prior_defaults
 from pnr.edit.eta import choose_eta
 from pnr.edit.guide import Guide, render_train
 from pnr.edit.ipg import default_perceptual, identity_loss
-from pnr.edit.methods import Method, Phase, PnR, StepInput, make_method
+from pnr.edit.methods import Phase, PnR, StepInput, make_method
 from pnr.edit.perturb import perturb
 from pnr.edit.schedules import ipg_weight, render_resolution
 from pnr.edit.state import STATE_FILE, check_resume, fingerprint, load_state, save_state, write_record
@@ -63,6 +63,7 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
     t0 = time.time()
     out_dir = Path(out_dir) if out_dir is not None else None
     dev, src = source.device, source.params_dict()
+    cfg = with_prior_defaults(cfg, guide.prior)
     method = make_method(cfg)
     phases = method.phases()
     total = sum(p.steps for p in phases)
@@ -150,6 +151,7 @@ def search_eta(source: Field, source_occ: OccupancyGrid | None, guide: Guide, me
                on_step: Callable[[str, int, float], None] | None = None) -> tuple[float, list[float]]:
     """Alg. 2: cfg.search_steps SDS steps with c_edit from θ_src on a throw-away copy -> (η, loss trace)."""
     cfg = method.cfg
+    assert cfg.delta_min is not None, "edit() fills Δ_min from the prior (with_prior_defaults)"
     probe = Field(source.cfg, device=source.device)
     probe.load_params_dict(source.params_dict())
     probe_occ = _copy_occ(source_occ, source.device)
@@ -172,8 +174,7 @@ def search_eta(source: Field, source_occ: OccupancyGrid | None, guide: Guide, me
         return lv
 
     k = max(1, min(10, cfg.search_steps // 5))  # Alg. 2: first/last 10 of 50
-    delta_min = cfg.delta_min if cfg.delta_min is not None else 1000.0
-    eta, trace = choose_eta(search_step, cfg.search_steps, delta_min, cfg.eta_max, k=k)
+    eta, trace = choose_eta(search_step, cfg.search_steps, cfg.delta_min, cfg.eta_max, k=k)
     bar.close()
     return eta, trace
 

@@ -1,8 +1,9 @@
 """Parameter perturbation (paper Eq. 3, Alg. 1): θ ← (1 - η) θ_src + η θ_0, θ_0 ~ P(Θ0).
 
 P(Θ0) is the field's own initialisation, `pnr.field.init.init_params`, so a perturbed field at η = 1
-is exactly a fresh field drawn with that seed. Every tensor is interpolated: hash tables, MLP weights
-and biases, the background model.
+is exactly a fresh field drawn with that seed. The geometry is interpolated (hash tables, density and colour
+MLP weights and biases); the background model is kept: the authors' `perturb_eta` zips over
+`geometry.parameters()` only (threestudio's background is a separate module).
 """
 
 from __future__ import annotations
@@ -31,9 +32,17 @@ def lerp_params(src: dict[str, Tensor], new: dict[str, Tensor], eta: float) -> d
     return out
 
 
+def is_geometry(name: str) -> bool:
+    """Parameters that perturbation touches: everything but the background model."""
+    return not name.startswith("background")
+
+
 def perturb(params_src: dict[str, Tensor], cfg: FieldConfig, eta: float, seed: int) -> dict[str, Tensor]:
-    """Perturbed parameters: lerp of `params_src` toward a fresh `init_params(cfg, seed)` by η in [0, 1]."""
+    """Perturbed parameters: the geometry lerped from `params_src` toward a fresh `init_params(cfg, seed)` by η in
+    [0, 1]; the background parameters copied unchanged."""
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
     device = next(iter(params_src.values())).device
-    return lerp_params(params_src, init_params(cfg, seed, device), eta)
+    fresh = init_params(cfg, seed, device)
+    fresh = {k: v if is_geometry(k) or k not in params_src else params_src[k] for k, v in fresh.items()}
+    return lerp_params(params_src, fresh, eta)

@@ -18,7 +18,7 @@ import torch
 
 from dataclasses import replace
 
-from pnr.edit.config import DELTA_MIN_BUILTIN, DELTA_MIN_PAPER, EditConfig
+from pnr.edit.config import EditConfig, with_prior_defaults
 from pnr.edit.loop import STATE_FILE, EditResult, Guide, edit, write_record
 from pnr.edit.prompts import is_builtin, resolve_prompts
 from pnr.field.field import Field
@@ -79,8 +79,7 @@ def edit_to_dir(source: Field, source_occ: OccupancyGrid | None, prior, edit_pro
         guide = Guide(prior, None, None, None, source.eval(), source_occ, None,
                       editor=lambda imgs, src, g: editor.edit_images(imgs, edit_text, src, generator=g))
         cfg = cfg if cfg.views else replace(cfg, views=4)
-    if cfg.delta_min is None:
-        cfg = replace(cfg, delta_min=DELTA_MIN_BUILTIN if is_builtin(prior) else DELTA_MIN_PAPER)
+    cfg = with_prior_defaults(cfg, prior)
     task = {"edit text": edit_text, "source text": source_text,
             "editor": type(editor).__name__ if editor is not None else None}
     res = edit(source, source_occ, guide, cfg, out_dir=out_dir, resume=resume, progress=progress, on_step=on_step,

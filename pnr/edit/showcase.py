@@ -24,7 +24,7 @@ import torch
 from pnr.data.domain.benchmark import make_benchmark
 from pnr.data.domain.render import render_dataset, render_specs
 from pnr.data.transforms import TransformsDataset
-from pnr.edit.config import DELTA_MIN_BUILTIN, EditConfig, preset
+from pnr.edit.config import EditConfig, preset, with_prior_defaults
 from pnr.edit.eta import loss_decrease
 from pnr.edit.loop import edit
 from pnr.edit.prompts import resolve_prompts
@@ -107,8 +107,7 @@ def main(argv=None) -> int:
     def run_one(e, cfg: EditConfig, field, occ):
         text, src_text = resolve_prompts(prior, e.prompt, e.source_caption, cfg.method)
         guide = make_guide(prior, field, occ, text, src_text)
-        if cfg.delta_min is None:
-            cfg = replace(cfg, delta_min=DELTA_MIN_BUILTIN)
+        cfg = with_prior_defaults(cfg, prior)
         _sync(dev)
         t0 = time.time()
         res = edit(field, occ, guide, cfg, progress=False)
@@ -145,7 +144,7 @@ def main(argv=None) -> int:
         for e2 in (es[:a.calib] if a.calib_only else es[1:1 + a.calib]):  # η search only (same settings), for the Δ_min calibration
             f2, o2 = fit_source(e2.source, dev, a.fit_steps)
             text2, _ = resolve_prompts(prior, e2.prompt, e2.source_caption, "pnr")
-            c2 = replace(cfg, delta_min=cfg.delta_min or DELTA_MIN_BUILTIN)
+            c2 = with_prior_defaults(cfg, prior)
             r2 = edit(f2, o2, make_guide(prior, f2, o2, text2, None), c2, progress=False, search_only=True)
             record["calibration"].append({"id": e2.id, "type": etype, "delta_loss": loss_decrease(r2.eta_trace, 10),
                                           "eta": r2.eta})

@@ -27,18 +27,32 @@ def test_eta_one_is_fresh_init_with_that_seed():
     cfg, src = _src()
     fresh = init_params(cfg, seed=9)
     out = perturb(src, cfg, 1.0, seed=9)
-    for k in fresh:
+    geometry = [k for k in fresh if not k.startswith("background")]
+    assert len(geometry) >= 11  # hash tables + density and colour MLPs
+    for k in geometry:
         assert torch.equal(out[k], fresh[k])
     other = perturb(src, cfg, 1.0, seed=10)
     assert not torch.equal(other["encoding_tables"], out["encoding_tables"])
 
 
-def test_intermediate_eta_is_lerp_of_every_tensor_and_seeded():
+def test_background_is_untouched_by_perturbation():
+    """The authors perturb geometry.parameters() only: the background model stays the source's at any η."""
+    cfg, src = _src()
+    bg = [k for k in src if k.startswith("background")]
+    assert bg  # FieldConfig.tiny() has a learned background
+    for eta in (0.3, 1.0):
+        out = perturb(src, cfg, eta, seed=2)
+        for k in bg:
+            assert torch.equal(out[k], src[k])
+
+
+def test_intermediate_eta_is_lerp_of_every_geometry_tensor_and_seeded():
     cfg, src = _src()
     fresh = init_params(cfg, seed=3)
     out = perturb(src, cfg, 0.6, seed=3)
     for k in src:
-        assert torch.allclose(out[k], 0.4 * src[k] + 0.6 * fresh[k], atol=1e-6)
+        want = src[k] if k.startswith("background") else 0.4 * src[k] + 0.6 * fresh[k]
+        assert torch.allclose(out[k], want, atol=1e-6)
     again = perturb(src, cfg, 0.6, seed=3)
     assert all(torch.equal(out[k], again[k]) for k in out)
 
