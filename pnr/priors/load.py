@@ -2,8 +2,9 @@
 
 A PATH is recognised by its contents: a diffusers folder (model_index.json) is Stable Diffusion; a
 .safetensors with `pnr_prior_version` metadata (or a folder holding prior.safetensors) is a built-in
-prior; any other .ckpt/.pt/.safetensors is an MVDream checkpoint (its VAE/text come from SD-2.1-base:
-`base=` or the PNR_MVDREAM_BASE environment variable, default the hub id).
+prior; any other .ckpt/.pt/.safetensors is an MVDream checkpoint (its VAE/text come from `base=` or the
+PNR_MVDREAM_BASE environment variable, default the hub id of its variant's SD release: SD-2.1-base for
+sd-v2.1-base-4view, SD-1.5 for sd-v1.5-4view).
 """
 
 from __future__ import annotations
@@ -113,8 +114,8 @@ def load_prior(name_or_path: str, device: str | torch.device = "cpu", dtype: tor
                base: str | None = None, offline: bool | None = None, mvdream_config=None,
                image_size: int | None = None) -> Denoiser:
     """A Denoiser for a preset name or a path. dtype None: fp16 on CUDA, fp32 on CPU (hub priors).
-    `base`: SD-2.1-base for MVDream's VAE/text; `mvdream_config`: MVDreamConfig for non-official checkpoints;
-    `image_size`: overrides the preset's encoder input size."""
+    `base`: the SD release for MVDream's VAE/text (default: the variant's own); `mvdream_config`: MVDreamConfig
+    for non-official checkpoints; `image_size`: overrides the preset's encoder input size."""
     if name_or_path == "builtin" or (name_or_path not in PRIORS and detect_kind(name_or_path) == "builtin"):
         from pnr.priors.builtin.prior import load_builtin_prior
 
@@ -128,6 +129,7 @@ def load_prior(name_or_path: str, device: str | torch.device = "cpu", dtype: tor
     from pnr.priors.mvdream import load_mvdream
 
     ckpt = _hub_file(preset.source, preset.filename, offline) if name_or_path in PRIORS else name_or_path
-    base = base or os.environ.get("PNR_MVDREAM_BASE") or preset.base
+    # a path's base follows its variant (sd-v1.5-4view -> SD-1.5, sd-v2.1-base-4view -> SD-2.1-base)
+    base = base or os.environ.get("PNR_MVDREAM_BASE") or (preset.base if name_or_path in PRIORS else None)
     return load_mvdream(ckpt, base, device, dtype, offline=offline, cfg=mvdream_config,
                         image_size=image_size or preset.image_size)

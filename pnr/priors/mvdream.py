@@ -11,7 +11,8 @@ Checkpoint: the official `sd-v2.1-base-4view.pt` (hub repo MVDream/MVDream) is a
 UNet keys start with `model.diffusion_model.`; its VAE (`first_stage_model.`) and OpenCLIP text encoder
 (`cond_stage_model.`) are SD-2.1-base's, frozen during MVDream's training, so this adapter takes those
 (and the tokenizer) from a Stable Diffusion 2.1-base diffusers folder or hub id, as threestudio does for
-MVDream's text embeddings.
+MVDream's text embeddings. `sd-v1.5-4view.pt` (768-wide text) likewise takes SD-1.5's; the base is chosen
+from the variant inferred from the checkpoint (`VARIANTS`) unless one is given.
 
 Camera convention: MVDream's cameras (mvdream/camera_utils.py: OpenGL camera axes, y-up world converted to
 Blender's z-up world) are the same convention as ours: OpenGL c2w in a z-up world. threestudio feeds its
@@ -66,6 +67,29 @@ class MVDreamConfig:
         if self.num_head_channels != -1:
             return ch // self.num_head_channels, self.num_head_channels
         return self.num_heads, ch // self.num_heads
+
+
+# The two official variants, told apart by their text width, and the Stable Diffusion release whose frozen VAE
+# and text encoder each was trained with (MVDream's mvdream/configs: sd-v2-base.yaml uses OpenCLIP ViT-H, 1024
+# wide = SD-2.1-base's; sd-v1.yaml uses CLIP ViT-L/14, 768 wide = SD-1.5's; the VAE is the same architecture).
+VARIANTS: dict[int, tuple[str, str]] = {
+    1024: ("sd-v2.1-base-4view", "stabilityai/stable-diffusion-2-1-base"),
+    768: ("sd-v1.5-4view", "stable-diffusion-v1-5/stable-diffusion-v1-5"),
+}
+
+
+def variant_name(cfg: MVDreamConfig) -> str:
+    """'sd-v2.1-base-4view' | 'sd-v1.5-4view' | a description of a non-official width (for messages)."""
+    return VARIANTS[cfg.context_dim][0] if cfg.context_dim in VARIANTS else f"a {cfg.context_dim}-wide-text variant"
+
+
+def default_base(cfg: MVDreamConfig) -> str:
+    """Hub id of the SD release that provides this variant's VAE and text encoder."""
+    if cfg.context_dim not in VARIANTS:
+        raise CheckpointError(f"an MVDream UNet with {cfg.context_dim}-wide text cross-attention is neither official "
+                              "variant (1024: sd-v2.1-base-4view, 768: sd-v1.5-4view): pass base= (or set "
+                              f"PNR_MVDREAM_BASE) to a Stable Diffusion whose text encoder is {cfg.context_dim} wide")
+    return VARIANTS[cfg.context_dim][1]
 
 
 def group_norm(ch: int, eps: float = 1e-5) -> nn.GroupNorm:
@@ -346,6 +370,10 @@ def infer_config(sd: dict[str, Tensor]) -> MVDreamConfig:
     k = next((v for n, v in sd.items() if n.endswith("attn2.to_k.weight")), None)
     if k is None or "camera_embed.0.weight" not in sd:
         raise CheckpointError("not an MVDream checkpoint: no camera_embed / cross-attention weights found")
+    if k.shape[1] not in VARIANTS:
+        raise CheckpointError(f"an MVDream checkpoint with {k.shape[1]}-wide text cross-attention is neither official "
+                              "variant (1024: sd-v2.1-base-4view, 768: sd-v1.5-4view): pass its MVDreamConfig "
+                              "(load_prior(..., mvdream_config=...))")
     return MVDreamConfig() if k.shape[1] == 1024 else MVDreamConfig.sd15()
 
 
@@ -369,19 +397,34 @@ class MVDreamPrior(StableDiffusionPrior):
         return out.float().unflatten(0, (b, v))
 
 
-def load_mvdream(ckpt: str | Path, sd21: str = "stabilityai/stable-diffusion-2-1-base", device="cpu",
-                 dtype: torch.dtype | None = None, offline: bool | None = None,
-                 cfg: MVDreamConfig | None = None, image_size: int = 256) -> MVDreamPrior:
-    """MVDream from the official checkpoint file + SD-2.1-base (hub id or diffusers folder) for VAE/text.
-    The UNet is loaded first, so a missing/corrupt checkpoint is reported before anything is fetched."""
+def load_mvdream(ckpt: str | Path, base: str | None = None, device="cpu", dtype: torch.dtype | None = None,
+                 offline: bool | None = None, cfg: MVDreamConfig | None = None, image_size: int = 256) -> MVDreamPrior:
+    """MVDream from a checkpoint file + the SD release (hub id or diffusers folder) for VAE/text; base None =
+    the one the inferred variant was trained with (default_base). The UNet is loaded first, so a missing or
+    corrupt checkpoint is reported before anything is fetched."""
     dtype = dtype or (torch.float16 if str(device).startswith("cuda") else torch.float32)
     unet = load_unet(ckpt, cfg, device=device, dtype=dtype)
-    base = load_sd(sd21, device=device, dtype=dtype, cfg=SDConfig(image_size=image_size), offline=offline)
-    return from_parts(unet, base)
+    base = base or default_base(unet.cfg)
+    sd = load_sd(base, device=device, dtype=dtype, cfg=SDConfig(image_size=image_size), offline=offline)
+    return from_parts(unet, sd, f"{Path(ckpt).name} with base '{base}'")
 
 
-def from_parts(unet: MultiViewUNet, base: StableDiffusionPrior) -> MVDreamPrior:
+def check_text_width(unet: MultiViewUNet, base: StableDiffusionPrior, what: str = "this MVDream UNet") -> None:
+    """A base whose text encoder is wider/narrower than the UNet's cross-attention would fail at the first
+    prediction with a bare matmul shape error: refuse here, naming the variant and the base it needs."""
+    width = getattr(getattr(base.text_encoder, "config", None), "hidden_size", None)
+    if width is None or width == unet.cfg.context_dim:
+        return
+    need = VARIANTS.get(unet.cfg.context_dim, (None, f"an SD release with a {unet.cfg.context_dim}-wide text encoder"))
+    raise CheckpointError(
+        f"{what}: the UNet is {variant_name(unet.cfg)} ({unet.cfg.context_dim}-wide text cross-attention) but the "
+        f"VAE/text-encoder base has a {width}-wide text encoder. Use the base it was trained with ({need[1]}): "
+        "pass base= to load_prior, or set PNR_MVDREAM_BASE (or unset it to get the variant's own base)")
+
+
+def from_parts(unet: MultiViewUNet, base: StableDiffusionPrior, what: str = "this MVDream UNet") -> MVDreamPrior:
     """Swap `base`'s UNet for the multi-view one (keeps its VAE, text encoder, tokenizer, schedule)."""
+    check_text_width(unet, base, what)
     cfg = SDConfig(image_size=base.cfg.image_size, beta_start=base.cfg.beta_start, beta_end=base.cfg.beta_end,
                    num_train_steps=base.cfg.num_train_steps)  # MVDream: eps prediction, SD's schedule
     return MVDreamPrior(unet, base.vae, base.text_encoder, base.tokenizer, cfg).to(base.device)
