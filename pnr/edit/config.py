@@ -16,6 +16,8 @@ METHODS = ("pnr", "sds", "pds", "idu", "regen")
 # η spans 0..0.3 over the dev edits. docs/edit.md records the command and the values.
 DELTA_MIN_BUILTIN = 281.03
 DELTA_MIN_PAPER = 1000.0  # App. C, MVDream-threestudio loss units
+# Scale of the official identity weights (λ_L1 30000, λ_p 300) for the built-in prior; see docs/edit.md
+IDENTITY_SCALE_BUILTIN = 1.0
 
 # Settings that change how a run executes or what it writes at the end, not what it optimises: a partial run
 # resumes under new values of these (e.g. one started before render_graphs became the CUDA default).
@@ -54,12 +56,28 @@ class EditConfig:
     t_end: tuple[float, float] = (0.02, 0.40)  # timestep range reached at t_anneal of the edit steps, App. E
     t_anneal: float = 0.8  # fraction of the edit steps over which Σ anneals from t_start to t_end, App. E
     t_baseline: tuple[float, float] = (0.02, 0.98)  # timestep range of SDS / PDS / IDU / regen, App. E
+    # PnR's x0 estimate blended with its copy std-matched to the conditional x0 (MVDream-threestudio's
+    # recon_std_rescale, 0.5 in the official configs; 0 = off)
+    recon_std_rescale: float = 0.0
     # identity-preserving gradient (revise phase)
     # identity weights: the authors' mvdream-pnr-ipg.yaml (lambda_l1 30000, lambda_p 300) and Table 4; App. E's text
     # swaps the two names
     lambda_l1: float = 30000.0  # weight of the L1 identity term (revise phase), official config / Table 4
     lambda_p: float = 300.0  # weight of the perceptual (LPIPS) identity term (revise phase), official config / Table 4
     ipg_anneal: float = 0.5  # λ -> 0 at half the revise steps, App. E
+    # multiplies (λ_L1, λ_p): the official values were set for MVDream's latent SDS at 256²; None = the prior's
+    # calibrated scale (1 for SD / MVDream)
+    identity_scale: float | None = None
+    # cameras of the identity term: "random" = one random camera ψ (paper Eq. 5's text); "sds" = the SDS views of
+    # the same step (the authors' mvdream_pnr_ipg.py renders the source at the batch's cameras)
+    identity_views: str = "random"
+    # keep the Adam moments of Alg. 2's search steps after the perturbation (the authors' code runs the search on
+    # the real optimiser, then overwrites the geometry; False = a fresh Adam)
+    carry_adam: bool = False
+    # steps from the start of the edit during which every occupancy cell counts as occupied (so an edit can grow
+    # outside the source's footprint); 0 = the grid is rebuilt from the perturbed field at step 0 (η > 0) or is the
+    # source's (η = 0)
+    occ_warmup: int = 0
     # optimiser (threestudio's hash-grid NeRF: Adam, 1e-2 for the tables, 1e-3 for the MLPs)
     lr_encoding: float = 0.01  # Adam learning rate of the hash tables
     lr_mlp: float = 0.001  # Adam learning rate of the MLPs
@@ -92,7 +110,13 @@ class EditConfig:
             lo, hi = getattr(self, name)
             if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo <= hi <= 1.0):
                 bad(name, "must be LO HI with 0 <= LO <= HI <= 1", f"{lo} {hi}")
-        for name in ("search_steps", "edit_steps", "revise_steps", "views", "turntable_frames"):
+        if self.identity_views not in ("random", "sds"):
+            bad("identity_views", "must be random or sds", repr(self.identity_views))
+        if not (math.isfinite(self.recon_std_rescale) and 0.0 <= self.recon_std_rescale <= 1.0):
+            bad("recon_std_rescale", "must be in [0, 1]", self.recon_std_rescale)
+        if self.identity_scale is not None and not (math.isfinite(self.identity_scale) and self.identity_scale >= 0):
+            bad("identity_scale", "must be a number >= 0", self.identity_scale)
+        for name in ("search_steps", "edit_steps", "revise_steps", "views", "turntable_frames", "occ_warmup"):
             if getattr(self, name) < 0:
                 bad(name, "must be >= 0", getattr(self, name))
         for name in ("groups", "num_samples", "checkpoint_every", "idu_groups", "idu_every", "idu_ddim_steps"):
@@ -164,14 +188,20 @@ def field_docs() -> dict[str, str]:
 
 def with_prior_defaults(cfg: EditConfig, prior) -> EditConfig:
     """The one place where settings left None take the prior's value: Δ_min (the prior's `delta_min`, calibrated
-    in its loss units; the paper's 1000 for a prior that has none)."""
+    in its loss units; the paper's 1000 for a prior that has none) and the identity-term scale (the prior's
+    `identity_scale`; 1 = the official weights)."""
+    from pnr.edit.prompts import is_builtin
+
     if cfg.delta_min is None:
         d = getattr(prior, "delta_min", None)
         if d is None:
-            from pnr.edit.prompts import is_builtin
-
             d = DELTA_MIN_BUILTIN if is_builtin(prior) else DELTA_MIN_PAPER
         cfg = replace(cfg, delta_min=float(d))
+    if cfg.identity_scale is None:
+        s = getattr(prior, "identity_scale", None)
+        if s is None:
+            s = IDENTITY_SCALE_BUILTIN if is_builtin(prior) else 1.0
+        cfg = replace(cfg, identity_scale=float(s))
     return cfg
 
 

@@ -88,16 +88,19 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
     else:
         # ---- 1. η (Alg. 2) -----------------------------------------------------------------------------
         ts = time.time()
-        eta, trace = method.initial_eta(), []
+        eta, trace, adam = method.initial_eta(), [], None
         if eta is None:
-            eta, trace = search_eta(source, source_occ, guide, method, progress, on_step)
+            eta, trace, adam = search_eta(source, source_occ, guide, method, progress, on_step)
+            adam = adam if cfg.carry_adam else None
         phase_s, earlier_s = {"search": time.time() - ts}, 0.0
         if search_only:
             field.load_params_dict(src)
             return EditResult(field, occ, eta, trace, [], time.time() - t0, phase_s)
         # ---- 2. perturb (Eq. 3, Alg. 1) ------------------------------------------------------------------
         field.load_params_dict(perturb(src, source.cfg, eta, seed=cfg.seed + 1))
-        if occ is not None and eta > 0:
+        if adam is not None:  # the search's Adam moments carried over (cfg.carry_adam)
+            opt.load_state_dict(adam)
+        if occ is not None and (eta > 0 or cfg.occ_warmup > 0):
             occ.mark_all()
         g.manual_seed(cfg.seed)
         losses, start = [], 0
@@ -109,17 +112,19 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
     tp = time.time()
     for step in range(start, total):
         phase, k = _phase_at(phases, step)
-        if occ is not None:
+        if occ is not None and step >= cfg.occ_warmup:
             occ.update(field, step, generator=g)
         res = (render_resolution(k, phase.steps, cfg.res_low, cfg.res_high, cfg.milestone)
                if phase.ramp_resolution else cfg.res_high)
-        w = ipg_weight(k, phase.steps, cfg.ipg_anneal) if phase.identity else 0.0
-        cam = random_orbit_views(1, 1, generator=g, res=res, device=dev) if w > 0 else None  # ψ of Eq. 5
-        loss, rgb = method.loss(StepInput(field, occ, guide, cfg, phase, k, res, g, extra=cam))
-        if cam is not None:
+        w = ipg_weight(k, phase.steps, cfg.ipg_anneal) * cfg.identity_scale if phase.identity else 0.0
+        random_cam = w > 0 and cfg.identity_views == "random"
+        cam = random_orbit_views(1, 1, generator=g, res=res, device=dev) if random_cam else None  # ψ of Eq. 5
+        loss, rgb, cams = method.loss(StepInput(field, occ, guide, cfg, phase, k, res, g, extra=cam))
+        if w > 0:  # the identity-preserving term (Eq. 5) at ψ, or at the step's own views
+            sl = slice(len(cams) - 1, None) if random_cam else slice(0, len(cams))
             with torch.no_grad():
-                rgb_src = render(guide.source, cam, guide.source_occ, num_samples=cfg.num_samples)["rgb"]
-            loss = loss + identity_loss(rgb, rgb_src, w * cfg.lambda_l1, w * cfg.lambda_p, perceptual)[0]
+                rgb_src = render(guide.source, cams[sl], guide.source_occ, num_samples=cfg.num_samples)["rgb"]
+            loss = loss + identity_loss(rgb[sl], rgb_src, w * cfg.lambda_l1, w * cfg.lambda_p, perceptual)[0]
         _check_finite(loss, phase.name, step, out_dir)
         _apply(opt, loss)
         lv = float(loss.detach())
@@ -148,8 +153,9 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
 
 
 def search_eta(source: Field, source_occ: OccupancyGrid | None, guide: Guide, method: PnR, progress: bool = True,
-               on_step: Callable[[str, int, float], None] | None = None) -> tuple[float, list[float]]:
-    """Alg. 2: cfg.search_steps SDS steps with c_edit from θ_src on a throw-away copy -> (η, loss trace)."""
+               on_step: Callable[[str, int, float], None] | None = None) -> tuple[float, list[float], dict]:
+    """Alg. 2: cfg.search_steps SDS steps with c_edit from θ_src on a throw-away copy -> (η, loss trace, the
+    copy's Adam state)."""
     cfg = method.cfg
     assert cfg.delta_min is not None, "edit() fills Δ_min from the prior (with_prior_defaults)"
     probe = Field(source.cfg, device=source.device)
@@ -163,7 +169,7 @@ def search_eta(source: Field, source_occ: OccupancyGrid | None, guide: Guide, me
 
     def search_step(i: int) -> float:
         res = render_resolution(i, n_edit, cfg.res_low, cfg.res_high, cfg.milestone)
-        loss, _ = method.loss(StepInput(probe, probe_occ, guide, cfg, phase, i, res, gs))
+        loss = method.loss(StepInput(probe, probe_occ, guide, cfg, phase, i, res, gs)).loss
         _check_finite(loss, "eta search", i, None)
         _apply(probe_opt, loss)
         lv = float(loss.detach())
@@ -176,7 +182,7 @@ def search_eta(source: Field, source_occ: OccupancyGrid | None, guide: Guide, me
     k = max(1, min(10, cfg.search_steps // 5))  # Alg. 2: first/last 10 of 50
     eta, trace = choose_eta(search_step, cfg.search_steps, cfg.delta_min, cfg.eta_max, k=k)
     bar.close()
-    return eta, trace
+    return eta, trace, probe_opt.state_dict()
 
 
 # ------------------------------------------------------------------------------------------ helpers

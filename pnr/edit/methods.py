@@ -11,7 +11,7 @@ A method says (gsplat's strategies are the model: a small object per method, the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -40,7 +40,7 @@ class Phase:
 @dataclass
 class StepInput:
     """One step's inputs to `Method.loss`: `step` counts within the phase, `extra` are cameras to render
-    (with grad) in the same pass, returned to the caller for the identity term."""
+    (with grad) in the same pass, for the caller's identity term."""
 
     field: Field
     occ: OccupancyGrid | None
@@ -51,6 +51,15 @@ class StepInput:
     res: int
     g: torch.Generator
     extra: Cameras | None = None
+
+
+class StepOut(NamedTuple):
+    """A step's loss and the renders it made (with grad): rgb [N, H, W, 3] at `cams` (N cameras; the step's own
+    views first, then StepInput.extra's)."""
+
+    loss: Tensor
+    rgb: Tensor
+    cams: Cameras
 
 
 class Method:
@@ -74,11 +83,10 @@ class Method:
     def state(self) -> Any:
         return None
 
-    def loss(self, s: StepInput) -> tuple[Tensor, Tensor | None]:
-        """(distillation loss, renders [E, res, res, 3] of s.extra with grad, or None)."""
+    def loss(self, s: StepInput) -> StepOut:
         return self._sds(s)
 
-    def _sds(self, s: StepInput) -> tuple[Tensor, Tensor | None]:
+    def _sds(self, s: StepInput) -> StepOut:
         guide, cfg = s.guide, s.cfg
         v = guide.views(cfg)
         dev = s.field.device
@@ -87,10 +95,11 @@ class Method:
         b = x.shape[0]
         t = s.phase.schedule.sample(s.step, s.phase.steps, b, generator=s.g).to(dev)
         weighting = cfg.weighting if self.weighting_from_cfg else "eps"
+        rescale = cfg.recon_std_rescale if self.weighting_from_cfg and weighting == "x0" else 0.0
         out = sds(guide.prior, x, repeat_cond(guide.cond, b), repeat_cond(guide.uncond, b),
                   group_c2w(cams, v).to(dev), t, cfg.guidance_scale, weighting=weighting, x0_range=guide.x0_range,
-                  generator=s.g)
-        return out["loss"], _extra(rgb, len(cams), s.extra)
+                  generator=s.g, recon_std_rescale=rescale)
+        return StepOut(out["loss"], rgb, _with_extra(cams, s.extra))
 
 
 SDS = Method
@@ -134,7 +143,7 @@ class PDS(Method):
     """Posterior Distillation Sampling (Koo et al. 2024) from θ_src: the source render at the same cameras and
     the source prompt enter each step."""
 
-    def loss(self, s: StepInput) -> tuple[Tensor, Tensor | None]:
+    def loss(self, s: StepInput) -> StepOut:
         guide, cfg = s.guide, s.cfg
         v = guide.views(cfg)
         dev = s.field.device
@@ -148,7 +157,7 @@ class PDS(Method):
         out = pds(guide.prior, x, x_src, repeat_cond(guide.cond, b), repeat_cond(guide.cond_src, b),
                   repeat_cond(guide.uncond, b), group_c2w(cams, v).to(dev), cfg.guidance_scale, t_idx.to(dev),
                   tp_idx.to(dev), generator=s.g)
-        return out["loss"], _extra(rgb, len(cams), s.extra)
+        return StepOut(out["loss"], rgb, _with_extra(cams, s.extra))
 
 
 @dataclass
@@ -180,7 +189,7 @@ class IDU(Method):
     def state(self) -> Any:
         return self.data.images if self.data is not None else None
 
-    def loss(self, s: StepInput) -> tuple[Tensor, Tensor | None]:
+    def loss(self, s: StepInput) -> StepOut:
         cfg, v = s.cfg, s.guide.views(s.cfg)
         global_step = s.step  # IDU has one phase: its steps are the run's steps
         if global_step % cfg.idu_every == 0:
@@ -193,7 +202,7 @@ class IDU(Method):
         if target.shape[1] != s.res:
             target = torch.nn.functional.interpolate(target.permute(0, 3, 1, 2), size=(s.res, s.res), mode="area"
                                                      ).permute(0, 2, 3, 1)
-        return (rgb - target).abs().mean(), None
+        return StepOut((rgb - target).abs().mean(), rgb, cams)
 
     def _update(self, s: StepInput, k: int, v: int) -> None:
         """Replace view group k mod G by an edit of the current render there."""
@@ -220,8 +229,8 @@ class IDU(Method):
             d.images[sl] = rgb.to(d.images.dtype)
 
 
-def _extra(rgb: Tensor, n: int, extra: Cameras | None) -> Tensor | None:
-    return rgb[n:] if extra is not None else None
+def _with_extra(cams: Cameras, extra: Cameras | None) -> Cameras:
+    return Cameras.cat([cams, extra.to(cams.device)]) if extra is not None else cams
 
 
 METHODS: dict[str, type[Method]] = {"pnr": PnR, "sds": SDS, "pds": PDS, "idu": IDU, "regen": Regen}

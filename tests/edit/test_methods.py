@@ -63,3 +63,71 @@ def test_baselines_one_phase_of_edit_plus_revise_steps_at_their_fixed_range():
     assert make_method(_cfg(method="sds")).initial_eta() == 0.0
     assert make_method(_cfg(method="regen")).initial_eta() == 1.0
     assert make_method(_cfg(eta=None)).initial_eta() is None and make_method(_cfg(eta=0.3)).initial_eta() == 0.3
+
+
+def test_occupancy_warm_up_keeps_every_cell_occupied_then_rebuilds(monkeypatch):
+    """occ_warmup: for its first steps the grid is all-occupied (an edit may grow outside the source's footprint,
+    e.g. a raised arm or an added hat), and is rebuilt from the field after; also for η = 0 (the baselines)."""
+    from pnr.render.occupancy import OccupancyGrid
+
+    src = Field(FieldConfig.tiny(), seed=4)
+    occ = OccupancyGrid(8, 1.0)
+    occ.update(src, 0, force=True, generator=torch.Generator().manual_seed(0))
+    occ.density[: occ.density.numel() // 2] = 0.0  # half the box empty in the source's footprint
+    occ._refresh()
+    assert occ.occupied_fraction() < 0.75
+    seen = []
+    real_update = OccupancyGrid.update
+
+    def spy(self, field, step, **kw):
+        seen.append((step, self.occupied_fraction()))
+        return real_update(self, field, step, **kw)
+
+    monkeypatch.setattr(OccupancyGrid, "update", spy)
+    den = SpyDenoiser(num_views=2)
+    for method, eta in (("sds", 0.0), ("pnr", 0.3)):
+        seen.clear()
+        cfg = _cfg(method=method, eta=eta if method == "pnr" else None, search_steps=0, edit_steps=6, revise_steps=2,
+                   occ_warmup=4)
+        edit(src, occ, make_guide(den, src, occ, "blue", "red"), cfg, progress=False)
+        assert [s for s, _ in seen] == [4, 5, 6, 7]  # no update inside the warm-up
+        assert seen[0][1] == 1.0  # all cells occupied through it
+    seen.clear()
+    edit(src, occ, make_guide(den, src, occ, "blue", "red"), _cfg(method="sds", edit_steps=3, revise_steps=0),
+         progress=False)
+    assert seen[0] == (0, occ.occupied_fraction())  # default: SDS starts from the source's grid
+
+
+def test_identity_term_at_the_sds_views_or_a_random_camera(tmp_path):
+    """identity_views "sds" (the authors' code) adds the term at the step's own views: no extra camera drawn, so
+    the edit phase is unchanged and the first revise step differs from the "random" variant."""
+    runs = {}
+    for views in ("random", "sds"):
+        den = SpyDenoiser(num_views=2)
+        src = Field(FieldConfig.tiny(), seed=4)
+        res = edit(src, None, make_guide(den, src, None, "blue", None),
+                   _cfg(eta=0.3, search_steps=0, edit_steps=4, revise_steps=2, lambda_l1=1000.0, identity_views=views,
+                        ipg_anneal=1.0), progress=False)
+        runs[views] = res.losses
+    assert runs["random"][:4] == runs["sds"][:4]
+    assert runs["random"][4] != runs["sds"][4]
+    base = edit(Field(FieldConfig.tiny(), seed=4), None,
+                make_guide(SpyDenoiser(num_views=2), Field(FieldConfig.tiny(), seed=4), None, "blue", None),
+                _cfg(eta=0.3, search_steps=0, edit_steps=4, revise_steps=2, lambda_l1=1000.0, identity_scale=0.0),
+                progress=False).losses
+    assert base[4] < runs["sds"][4] and base[4] < runs["random"][4]  # identity_scale 0 switches the term off
+
+
+def test_carry_adam_keeps_the_search_moments():
+    """carry_adam: after the perturbation the optimiser continues with the search copy's Adam state (the authors'
+    code searches on the real optimiser), so the first edit step differs from a fresh Adam's."""
+    out = {}
+    for carry in (False, True):
+        den = SpyDenoiser(num_views=2)
+        src = Field(FieldConfig.tiny(), seed=4)
+        res = edit(src, None, make_guide(den, src, None, "blue", None),
+                   _cfg(search_steps=4, edit_steps=3, revise_steps=0, carry_adam=carry), progress=False)
+        out[carry] = res
+    assert out[False].eta == out[True].eta and out[False].eta_trace == out[True].eta_trace
+    a, b = out[False].field.params_dict(), out[True].field.params_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
