@@ -69,8 +69,15 @@ METRIC_KEYS = ("clip_dir_sim", "clip_sim_target", "clip_dir_consistency", "lpips
 
 
 # ------------------------------------------------------------------------------------------- jobs
+def split_tag(variant: str) -> tuple[str, str | None]:
+    """"pnr+snr" -> ("pnr", "snr"): an ablation variant (--ablation) is a base variant with a tag."""
+    base, _, tag = variant.partition("+")
+    return base, tag or None
+
+
 def variant_run(variant: str) -> tuple[str, float | None]:
-    """-> (EditConfig.method, fixed η or None) of a run variant."""
+    """-> (EditConfig.method, fixed η or None) of a run variant (an ablation tag is ignored)."""
+    variant = split_tag(variant)[0]
     if variant == "pnr":
         return "pnr", None
     if variant.startswith("pnr_fixed_"):
@@ -81,7 +88,7 @@ def variant_run(variant: str) -> tuple[str, float | None]:
 
 
 def seeds_of(variant: str, n_multi: int = 2) -> tuple[int, ...]:
-    return tuple(range(n_multi)) if variant in MULTI_SEED else (0,)
+    return tuple(range(n_multi)) if split_tag(variant)[0] in MULTI_SEED else (0,)
 
 
 def key_of(rec: dict) -> tuple[str, str, int]:
@@ -261,6 +268,28 @@ def fit_source(spec, dev, steps: int, field_name: str = "small", views: int = 40
     return field, occ
 
 
+def cached_fit(e, a, dev):
+    """fit_source, through --source-cache DIR when given: several processes (e.g. one per ablation variant) share
+    one fit per edit; a cached checkpoint is written atomically, so a race only costs a second fit."""
+    from pnr.field.checkpoint import load_checkpoint, save_checkpoint
+
+    if not getattr(a, "source_cache", None):
+        return fit_source(e.source, dev, a.fit_steps, a.field, a.fit_views, a.fit_res, a.fit_rays, a.fit_samples)
+    d = Path(a.source_cache) / f"{e.id}-{a.field}-{a.fit_steps}-{a.fit_views}-{a.fit_res}-{a.fit_rays}-{a.fit_samples}"
+    if (d / "meta.json").exists() or d.exists():
+        try:
+            field, occ, _ = load_checkpoint(d, device=str(dev))
+            return field, occ
+        except Exception:
+            pass
+    field, occ = fit_source(e.source, dev, a.fit_steps, a.field, a.fit_views, a.fit_res, a.fit_rays, a.fit_samples)
+    try:
+        save_checkpoint(d, field, occ, {"caption": e.source_caption})
+    except OSError:
+        pass
+    return field, occ
+
+
 @dataclass
 class Source:
     edit: object  # BenchmarkEdit
@@ -286,8 +315,7 @@ def prepare_source(e, a, dev) -> Source:
 
     _sync(dev)
     t0 = time.time()
-    field, occ = fit_source(e.source, dev, a.fit_steps, a.field, a.fit_views, a.fit_res, a.fit_rays,
-                            a.fit_samples)
+    field, occ = cached_fit(e, a, dev)
     _sync(dev)
     fit_s = time.time() - t0
     frames = _turntable(field, occ, a)
@@ -321,7 +349,13 @@ def make_config(a, variant: str, seed: int):
     method, eta = variant_run(variant)
     # the committed results were run with the eager render (render_graphs was off by default until 2026-11-30);
     # keep that path unless --set render_graphs=true asks otherwise, so reruns reproduce them
-    return preset(a.preset, method=method, eta=eta, seed=seed, **{"render_graphs": False, **a.overrides})
+    return preset(a.preset, method=method, eta=eta, seed=seed, **{"render_graphs": False, **overrides_of(a, variant)})
+
+
+def overrides_of(a, variant: str) -> dict:
+    """--set overrides, then the variant's ablation settings (--ablation FILE: {tag: {setting: value}})."""
+    tag = split_tag(variant)[1]
+    return {**a.overrides, **(getattr(a, "ablation", None) or {}).get(tag, {})}
 
 
 def evaluate_field(src: Source, field, occ, a, encoder) -> dict:
@@ -362,9 +396,13 @@ def run_job(src: Source, job: Job, a, prior, encoder, dev) -> list[dict]:
     text, src_text = resolve_prompts(prior, e.prompt, e.source_caption, cfg.method)
     guide = make_guide(prior, src.field, src.occ, text, src_text)
     snap: dict = {}
-    want_snap = job.variant == "pnr" and cfg.revise_steps > 0
+    base_variant, tag = split_tag(job.variant)
+    want_snap = base_variant == "pnr" and cfg.revise_steps > 0
+    norevise_name = "pnr_norevise" + (f"+{tag}" if tag else "")
 
     def on_phase_end(phase, field, occ):
+        if phase == "edit" and want_snap and getattr(a, "identity_grad", False):
+            snap["identity_grad"] = identity_gradients(field, occ, guide, cfg)
         if phase == "edit" and want_snap:
             _sync(dev)
             snap["t"] = time.time()
@@ -387,7 +425,7 @@ def run_job(src: Source, job: Job, a, prior, encoder, dev) -> list[dict]:
         "method": cfg.method, "run_variant": job.variant, "preset": a.preset,
         "steps": {"search": cfg.search_steps if cfg.method == "pnr" and cfg.eta is None else 0,
                   "edit": cfg.edit_steps, "revise": cfg.revise_steps},
-        "config_overrides": a.overrides, "guidance_scale": cfg.guidance_scale, "delta_min": cfg.delta_min,
+        "config_overrides": overrides_of(a, job.variant), "guidance_scale": cfg.guidance_scale, "delta_min": cfg.delta_min,
         "fit": {"steps": a.fit_steps, "field": a.field, "views": a.fit_views, "res": a.fit_res,
                 "seconds": src.fit_s, "source_psnr_to_exact": _clean(src.source_psnr_to_exact)},
         "eval": {"views": a.eval_views, "res": a.eval_res, "num_samples": a.eval_samples, "net": a.net,
@@ -410,8 +448,8 @@ def run_job(src: Source, job: Job, a, prior, encoder, dev) -> list[dict]:
         s2 = {"total": snap["t"] - t0, "search": search_s,
               "edit": None if search_s is None else snap["t"] - t0 - search_s, "eval": time.time() - te}
         if thumbs:
-            _save_strip(a.thumbs_dir / e.id / "pnr_norevise.png", _turntable(f2, o2, a, THUMB_VIEWS, THUMB_RES))
-        return {**base, "variant": "pnr_norevise", **eta_rec, "success": m2["success"], "metrics": m2,
+            _save_strip(a.thumbs_dir / e.id / f"{norevise_name}.png", _turntable(f2, o2, a, THUMB_VIEWS, THUMB_RES))
+        return {**base, "variant": norevise_name, **eta_rec, "success": m2["success"], "metrics": m2,
                 "seconds": s2, "steps": {**base["steps"], "revise": 0}}
 
     if res is None:  # diverged; if that happened in the revise phase, the edit-phase snapshot still counts
@@ -437,6 +475,8 @@ def run_job(src: Source, job: Job, a, prior, encoder, dev) -> list[dict]:
         seconds["revise"] = secs - (snap["t"] - t0)
     rec = {**base, "variant": job.variant, **eta_rec, "final_loss": sum(loss_tail) / max(1, len(loss_tail)),
            "success": m["success"], "metrics": m, "seconds": seconds}
+    if "identity_grad" in snap:
+        rec["identity_grad"] = snap["identity_grad"]
     out = [rec]
     if thumbs:
         _save_strip(a.thumbs_dir / e.id / f"{job.variant}.png",
@@ -444,6 +484,41 @@ def run_job(src: Source, job: Job, a, prior, encoder, dev) -> list[dict]:
     if snap:
         out.insert(0, norevise(eta_rec, search_s))
     return [_clean(r) for r in out]
+
+
+def identity_gradients(field, occ, guide, cfg) -> dict:
+    """Image-space gradient norms at the start of the revise phase, for calibrating identity_scale: the SDS term
+    at the revise phase's first t (V views of one orbit, seeded) against λ_L1 L1 and λ_p P (unscaled official
+    weights) at the same views, and λ_L1 L1 at one random camera (identity_views "random")."""
+    from pnr.edit.guide import group_c2w, orbit_group, repeat_cond
+    from pnr.edit.ipg import default_perceptual
+    from pnr.guidance.sds import sds
+    from pnr.render.volume import render
+
+    g = torch.Generator().manual_seed(12345)
+    v, dev = guide.views(cfg), field.device
+    out = {}
+    with torch.no_grad():
+        cams = orbit_group(cfg, v, cfg.res_high, g, dev)
+        rgb = render(field, cams, occ, num_samples=cfg.num_samples)["rgb"]
+        rgb_src = render(guide.source, cams, guide.source_occ, num_samples=cfg.num_samples)["rgb"]
+    rgb = rgb.detach().requires_grad_(True)
+    x = guide.prior.encode_images(rgb.view(1, v, *rgb.shape[1:]).permute(0, 1, 4, 2, 3))
+    t = torch.full((1,), cfg.t_start[0], device=dev)
+    loss = sds(guide.prior, x, repeat_cond(guide.cond, 1), repeat_cond(guide.uncond, 1), group_c2w(cams, v).to(dev),
+               t, cfg.guidance_scale, weighting=cfg.weighting, x0_range=guide.x0_range, generator=g,
+               recon_std_rescale=cfg.recon_std_rescale)["loss"]
+    out["sds"] = float(torch.autograd.grad(loss, rgb)[0].norm())
+    l1 = cfg.lambda_l1 * (rgb - rgb_src).abs().mean()
+    out["l1_sds_views"] = float(torch.autograd.grad(l1, rgb)[0].norm())
+    per = default_perceptual()
+    if per is not None and cfg.res_high >= 32:
+        p = cfg.lambda_p * per(rgb.permute(0, 3, 1, 2), rgb_src.permute(0, 3, 1, 2)).mean()
+        out["p_sds_views"] = float(torch.autograd.grad(p, rgb)[0].norm())
+    one = cfg.lambda_l1 * (rgb[:1] - rgb_src[:1]).abs().mean()
+    out["l1_one_view"] = float(torch.autograd.grad(one, rgb)[0].norm())
+    out["l1_value"] = float((rgb - rgb_src).detach().abs().mean())
+    return out
 
 
 def warm_up(src: Source, a, prior, encoder, dev) -> None:
@@ -496,6 +571,14 @@ def _git() -> str | None:
         return None
 
 
+def _read_ablation(path: str) -> dict[str, dict]:
+    """--ablation FILE: {"tag": {"setting": value, ...}, ...}; lists become tuples (ranges)."""
+    d = json.loads(Path(path).read_text())
+    if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
+        raise SystemExit(f"--ablation {path}: expected {{tag: {{setting: value}}}}")
+    return {k: {n: tuple(x) if isinstance(x, list) else x for n, x in v.items()} for k, v in d.items()}
+
+
 def _parse_overrides(a) -> dict:
     from pnr.edit.config import EditConfig
 
@@ -536,6 +619,7 @@ def cmd_run(a) -> int:
     from pnr.priors.builtin.prior import load_builtin_prior
 
     a.overrides = _parse_overrides(a)
+    a.ablation = _read_ablation(a.ablation_file) if a.ablation_file else None
     make_config(a, "pnr", 0)  # fail early on a bad preset / setting
     dev = torch.device(a.device)
     if a.threads:
@@ -553,6 +637,10 @@ def cmd_run(a) -> int:
     if types and any(t not in TYPES for t in types):
         raise SystemExit(f"--types: expected some of {', '.join(TYPES)}")
     variants = parse_methods(a.methods)
+    if a.ablation:
+        variants = [f"{v}+{tag}" for tag in a.ablation for v in variants]
+        for v in variants:
+            make_config(a, v, 0)
     edits = select_edits(a.split, types, a.limit)
     if shard is not None:
         edits = [e for i, e in enumerate(edits) if i % shard[1] == shard[0]]
@@ -1006,6 +1094,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--edit-steps", type=int, default=None)
     r.add_argument("--revise-steps", type=int, default=None)
     r.add_argument("--set", action="append", metavar="NAME=VALUE", help="any other EditConfig setting (repeatable)")
+    r.add_argument("--ablation", dest="ablation_file", default=None,
+                   help="JSON {tag: {setting: value}}: every method runs once per tag, as variant METHOD+TAG")
+    r.add_argument("--source-cache", default=None, help="folder of fitted sources shared between processes")
+    r.add_argument("--identity-grad", action="store_true",
+                   help="record image-space gradient norms of the SDS and identity terms at the start of revise")
     r.add_argument("--prior", default=None, help="built-in prior checkpoint (default: the shipped one)")
     r.add_argument("--backbone", default="domain", help="metric encoder (pnr eval --backbone)")
     r.add_argument("--net", default="alex", help="ST-LPIPS trunk")
