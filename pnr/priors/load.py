@@ -94,20 +94,9 @@ def detect_kind(path: str | Path) -> str:
 
 def _hub_file(repo: str, filename: str, offline: bool | None = None) -> str:
     """Path of a hub file, from the cache first, then the network; CheckpointError saying where it looked."""
-    from pnr.priors.sd import missing_weights_error
+    from pnr.priors.sd import hub_file
 
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError as e:  # pragma: no cover
-        raise PnrError("MVDream by name needs huggingface_hub (pip install 'pnr[hub]')") from e
-    err: Exception | None = None
-    for local_only in ([True] if offline or os.environ.get("HF_HUB_OFFLINE") == "1" else [True, False]):
-        try:
-            return hf_hub_download(repo, filename, local_files_only=local_only)
-        except Exception as e:
-            err = e
-    raise missing_weights_error(f"{filename}", repo, str(err).splitlines()[0][:300] if err else "not found",
-                                filename) from err
+    return str(hub_file(repo, filename, filename, filename, offline))
 
 
 def load_prior(name_or_path: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
@@ -125,7 +114,8 @@ def load_prior(name_or_path: str, device: str | torch.device = "cpu", dtype: tor
         from pnr.priors.sd import SDConfig, load_sd
 
         src = preset.source if name_or_path in PRIORS else name_or_path
-        return load_sd(src, device, dtype, cfg=SDConfig(image_size=image_size or preset.image_size), offline=offline)
+        # image_size None: the checkpoint's own (512 for the presets, 768 for an SD-2.1 768-v folder)
+        return load_sd(src, device, dtype, cfg=SDConfig(image_size=image_size), offline=offline)
     from pnr.priors.mvdream import load_mvdream
 
     ckpt = _hub_file(preset.source, preset.filename, offline) if name_or_path in PRIORS else name_or_path

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,10 @@ def _require_hub():
 
 @dataclass
 class SDConfig:
-    """Adapter settings. image_size 512: SD-1.5 and SD-2.1-base were trained at 512^2 (Rombach et al. 2022)."""
+    """Adapter settings. image_size None = the UNet's own: its sample_size x the VAE's downsampling (512 for SD-1.5
+    and SD-2.1-base, 768 for SD-2.1, the sizes they were trained at; Rombach et al. 2022)."""
 
-    image_size: int = 512
+    image_size: int | None = None
     prediction_type: str = "epsilon"  # or "v_prediction" (SD-2.1 768-v)
     num_train_steps: int = 1000
     beta_start: float = 0.00085  # SD's scaled_linear schedule (scheduler_config.json of both releases)
@@ -53,7 +55,8 @@ class StableDiffusionPrior(nn.Module):
     def __init__(self, unet: nn.Module, vae: nn.Module, text_encoder: nn.Module, tokenizer: Any,
                  cfg: SDConfig | None = None):
         super().__init__()
-        self.cfg = cfg or SDConfig()
+        cfg = cfg or SDConfig()
+        self.cfg = replace(cfg, image_size=cfg.image_size or native_image_size(unet, vae))
         self.unet, self.vae, self.text_encoder = unet, vae, text_encoder
         self.tokenizer = tokenizer
         for p in self.parameters():
@@ -111,6 +114,15 @@ class StableDiffusionPrior(nn.Module):
             shape = (-1, 1, 1, 1)
             out = alpha.view(shape) * out + sigma.view(shape) * xf.float()  # eps = a v + s x_t
         return out.unflatten(0, (b, v))
+
+
+def native_image_size(unet: nn.Module, vae: nn.Module, default: int = 512) -> int:
+    """Pixels the UNet was trained at: latent sample_size x 2^(VAE levels - 1) (64 x 8 = 512; SD-2.1: 96 x 8)."""
+    sample = getattr(getattr(unet, "config", None), "sample_size", None)
+    levels = getattr(getattr(vae, "config", None), "block_out_channels", None)
+    if not isinstance(sample, int) or not levels:
+        return default
+    return sample * 2 ** (len(levels) - 1)
 
 
 def resize(x: Tensor, size: int) -> Tensor:
@@ -175,43 +187,79 @@ def checked_tokenizer(tok: Any, source: str, what: str, local_hint: str, offline
 def load_sd(source: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
             cfg: SDConfig | None = None, offline: bool | None = None, min_vocab: int = 10) -> StableDiffusionPrior:
     """Stable Diffusion from a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/,
-    scheduler/) or a hub id such as 'stable-diffusion-v1-5/stable-diffusion-v1-5'. fp16 on CUDA by default."""
+    scheduler/) or a hub id such as 'stable-diffusion-v1-5/stable-diffusion-v1-5'. fp16 on CUDA by default.
+    The scheduler config (prediction type, betas) is read first: a hub id without one is refused before the
+    weights are fetched."""
     _require_hub()
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     dtype = dtype or (torch.float16 if str(device).startswith("cuda") else torch.float32)
     hint = "stable-diffusion (a diffusers folder with model_index.json)"
+    cfg = scheduler_settings(cfg or SDConfig(), scheduler_config(source, offline, hint), source)
     get = lambda cls, sub, **kw: from_pretrained(cls, source, sub, f"Stable Diffusion {sub}", hint, offline, **kw)  # noqa: E731
     unet = get(UNet2DConditionModel, "unet", torch_dtype=dtype)
     vae = get(AutoencoderKL, "vae", torch_dtype=dtype)
     text = get(CLIPTextModel, "text_encoder").to(dtype)  # transformers 4/5 name the dtype argument differently
     tokenizer = checked_tokenizer(get(CLIPTokenizer, "tokenizer"), source, "the Stable Diffusion tokenizer", hint,
                                   offline, min_vocab=min_vocab)
-    cfg = cfg or SDConfig()
-    sched = _scheduler_config(source)
-    if sched:
-        cfg.prediction_type = sched.get("prediction_type", cfg.prediction_type)
-        cfg.beta_start = sched.get("beta_start", cfg.beta_start)
-        cfg.beta_end = sched.get("beta_end", cfg.beta_end)
-        cfg.num_train_steps = sched.get("num_train_timesteps", cfg.num_train_steps)
     return StableDiffusionPrior(unet, vae, text, tokenizer, cfg).to(device).eval()
 
 
-def _scheduler_config(source: str) -> dict | None:
-    """scheduler/scheduler_config.json from the folder or the HF cache (None when absent: defaults apply)."""
-    p = Path(source).expanduser() / "scheduler" / "scheduler_config.json"
-    if not p.exists():
-        try:
-            from huggingface_hub import hf_hub_download
+SCHEDULER_FILE = "scheduler/scheduler_config.json"
 
-            p = Path(hf_hub_download(source, "scheduler_config.json", subfolder="scheduler", local_files_only=True))
-        except Exception:
-            return None
+
+def hub_file(repo: str, filename: str, what: str, local_hint: str, offline: bool | None = None,
+             flag: str = "--prior") -> Path:
+    """A file of a hub repo via hf_hub_download: the cache first, then the network (unless offline), as
+    `from_pretrained` does for the model parts; CheckpointError saying where it looked."""
     try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
+        from huggingface_hub import hf_hub_download
+    except ImportError as e:  # pragma: no cover
+        raise PnrError(f"{what} from the hub needs huggingface_hub (pip install 'pnr[hub]')") from e
+    err: Exception | None = None
+    for local_only in ([True] if offline or os.environ.get("HF_HUB_OFFLINE") == "1" else [True, False]):
+        try:
+            return Path(hf_hub_download(repo, filename, local_files_only=local_only))
+        except Exception as e:  # huggingface_hub's not-found/offline errors are not all OSError
+            err = e
+    detail = str(err).strip().splitlines()[0][:300] if err and str(err).strip() else "not found"
+    raise missing_weights_error(what, repo, detail, local_hint, flag) from err
+
+
+def scheduler_config(source: str, offline: bool | None, local_hint: str) -> dict | None:
+    """scheduler/scheduler_config.json of a folder or hub repo. `from_pretrained(subfolder=...)` of the model
+    parts never fetches it, so a fresh cache would silently run a v-prediction model as epsilon: a hub id
+    fetches it like any other file (CheckpointError if unavailable). A local folder without one gets SD's
+    defaults (epsilon, scaled_linear 0.00085..0.012), with a warning."""
+    path = Path(source).expanduser()
+    if path.exists():
+        path = path / SCHEDULER_FILE
+        if not path.is_file():
+            warnings.warn(f"{path} not found: assuming Stable Diffusion's epsilon prediction and scaled_linear "
+                          "betas 0.00085..0.012", stacklevel=3)
+            return None
+    else:
+        path = hub_file(source, SCHEDULER_FILE, "the Stable Diffusion scheduler config", local_hint, offline)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable scheduler config ({e})") from e
+
+
+def scheduler_settings(cfg: SDConfig, sched: dict | None, source: str) -> SDConfig:
+    """cfg with the scheduler config's prediction type, betas and step count; what the adapter cannot run
+    (another beta schedule, x0 prediction) is a CheckpointError rather than a silently wrong model."""
+    if not sched:
+        return replace(cfg)
+    kind = sched.get("beta_schedule", "scaled_linear")
+    pred = sched.get("prediction_type", cfg.prediction_type)
+    if kind != "scaled_linear" or pred not in ("epsilon", "v_prediction"):
+        raise CheckpointError(f"{source}: scheduler config has beta_schedule {kind!r} and prediction_type {pred!r}; "
+                              "this adapter runs scaled_linear with epsilon or v_prediction")
+    return replace(cfg, prediction_type=pred, beta_start=sched.get("beta_start", cfg.beta_start),
+                   beta_end=sched.get("beta_end", cfg.beta_end),
+                   num_train_steps=sched.get("num_train_timesteps", cfg.num_train_steps))
 
 
 # -- random networks from published configs (tests, speed benchmarks) ------------------------------

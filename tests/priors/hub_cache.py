@@ -10,12 +10,15 @@ from pathlib import Path
 import torch
 
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"  # any 40-hex commit: the cache's snapshot folder name
+# scheduler/scheduler_config.json of SD-1.5 and SD-2.1-base (the parts the adapter reads)
+SD_SCHEDULER = {"_class_name": "PNDMScheduler", "prediction_type": "epsilon", "beta_schedule": "scaled_linear",
+                "beta_start": 0.00085, "beta_end": 0.012, "num_train_timesteps": 1000}
 
 
-def tiny_sd_folder(root: Path, text_width: int = 32, scheduler: dict | None = None, sample_size: int = 8,
+def tiny_sd_folder(root: Path, text_width: int = 32, scheduler: dict | None = SD_SCHEDULER, sample_size: int = 8,
                    seed: int = 0) -> Path:
     """A diffusers SD folder with random tiny parts; `text_width` = the text encoder's hidden size (768 for SD-1.5,
-    1024 for SD-2.1), `sample_size` = UNet latent size (x2 = image size with the tiny VAE); scheduler/ only if given."""
+    1024 for SD-2.1), `sample_size` = UNet latent size (x2 = image size with the tiny VAE); no scheduler/ if None."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
