@@ -355,7 +355,8 @@ def make_config(a, variant: str, seed: int):
 def overrides_of(a, variant: str) -> dict:
     """--set overrides, then the variant's ablation settings (--ablation FILE: {tag: {setting: value}})."""
     tag = split_tag(variant)[1]
-    return {**a.overrides, **(getattr(a, "ablation", None) or {}).get(tag, {})}
+    own = (getattr(a, "ablation", None) or {}).get(tag, {})
+    return {**a.overrides, **{k: v for k, v in own.items() if k != "methods"}}
 
 
 def evaluate_field(src: Source, field, occ, a, encoder) -> dict:
@@ -572,11 +573,13 @@ def _git() -> str | None:
 
 
 def _read_ablation(path: str) -> dict[str, dict]:
-    """--ablation FILE: {"tag": {"setting": value, ...}, ...}; lists become tuples (ranges)."""
+    """--ablation FILE: {"tag": {"setting": value, ...}, ...}; lists become tuples (ranges). A tag's optional
+    "methods": [...] runs it with those methods instead of --methods' (e.g. one reference SDS run); "_comment" keys are ignored."""
     d = json.loads(Path(path).read_text())
-    if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
+    if not isinstance(d, dict) or not all(isinstance(v, dict) for k, v in d.items() if not k.startswith("_")):
         raise SystemExit(f"--ablation {path}: expected {{tag: {{setting: value}}}}")
-    return {k: {n: tuple(x) if isinstance(x, list) else x for n, x in v.items()} for k, v in d.items()}
+    return {k: {n: tuple(x) if isinstance(x, list) and n != "methods" else x for n, x in v.items()
+                if not n.startswith("_")} for k, v in d.items() if not k.startswith("_")}
 
 
 def _parse_overrides(a) -> dict:
@@ -638,7 +641,7 @@ def cmd_run(a) -> int:
         raise SystemExit(f"--types: expected some of {', '.join(TYPES)}")
     variants = parse_methods(a.methods)
     if a.ablation:
-        variants = [f"{v}+{tag}" for tag in a.ablation for v in variants]
+        variants = [f"{v}+{tag}" for tag, own in a.ablation.items() for v in own.get("methods", variants)]
         for v in variants:
             make_config(a, v, 0)
     edits = select_edits(a.split, types, a.limit)

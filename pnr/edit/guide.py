@@ -52,6 +52,12 @@ def render_train(field: Field, occ, cams: Cameras, cfg: EditConfig, g: torch.Gen
     return render(field, cams, occ, num_samples=cfg.num_samples, perturb=True, generator=g)["rgb"]
 
 
+def release_graphs(field: Field) -> None:
+    """Drop the CUDA graphs captured for `field`: the renderer holds the field, so the weak key alone never frees
+    them, and a process running many edits (the benchmark) would keep one private memory pool per edit."""
+    _GRAPHED.pop(field, None)
+
+
 def render_for_prior(field: Field, occ, cams: Cameras, guide: Guide, cfg: EditConfig, g: torch.Generator,
                      v: int, grad: bool = True, extra: Cameras | None = None) -> tuple[Tensor, Tensor]:
     """-> (rgb [B*V (+E), H, W, 3], x [B, V, C, h, w] in the prior's space). `extra` cameras (E, same

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from pnr.edit.config import EditConfig, with_prior_defaults
 from pnr.edit.eta import choose_eta
-from pnr.edit.guide import Guide, render_train
+from pnr.edit.guide import Guide, release_graphs, render_train
 from pnr.edit.ipg import default_perceptual, identity_loss
 from pnr.edit.methods import Phase, PnR, StepInput, make_method
 from pnr.edit.perturb import perturb
@@ -146,6 +146,7 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
                 "fingerprint": fingerprint(src), "phase_seconds": phase_s, "run_seconds": earlier_s + time.time() - t0,
                 "task": task, "idu": method.state()})
     bar.close()
+    release_graphs(field)
     if out_dir is None or total == 0 or total % cfg.checkpoint_every != 0:
         phase_s["edit+revise"] = phase_s.get("edit+revise", 0.0) + time.time() - tp
     return EditResult(field, occ, eta, trace, losses, earlier_s + time.time() - t0, phase_s,
@@ -182,6 +183,7 @@ def search_eta(source: Field, source_occ: OccupancyGrid | None, guide: Guide, me
     k = max(1, min(10, cfg.search_steps // 5))  # Alg. 2: first/last 10 of 50
     eta, trace = choose_eta(search_step, cfg.search_steps, cfg.delta_min, cfg.eta_max, k=k)
     bar.close()
+    release_graphs(probe)
     return eta, trace, probe_opt.state_dict()
 
 
