@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from pnr.edit.config import EditConfig, with_prior_defaults
 from pnr.edit.loop import STATE_FILE, EditResult, Guide, edit, write_record
-from pnr.edit.prompts import is_builtin, resolve_prompts
+from pnr.edit.prompts import is_builtin, prompt_words, resolve_prompts
 from pnr.field.field import Field
 from pnr.render.occupancy import OccupancyGrid
 
@@ -101,6 +101,7 @@ def edit_to_dir(source: Field, source_occ: OccupancyGrid | None, prior, edit_pro
     record = {
         "method": cfg.method, "prompt": edit_prompt, "source_prompt": source_prompt,
         "conditioning_text": edit_text, "source_conditioning_text": source_text,
+        "prompt_words": prompt_words(prior if editor is None else None, edit_prompt),  # used / ignored words
         "eta": res.eta, "eta_auto": cfg.method == "pnr" and cfg.eta is None, "eta_trace": res.eta_trace,
         "losses": res.losses, "config": cfg.to_dict(), "seed": cfg.seed,
         "seconds": {"total": res.seconds, **res.phase_seconds, "outputs": time.time() - ts},
