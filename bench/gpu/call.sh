@@ -106,6 +106,20 @@ if [[ $mode == *ablation* ]]; then
   grep -h "finished" $d/shard*.log
 fi
 
+if [[ $mode == *retest* ]]; then  # a fresh test-split run (nothing skipped): RT_METHODS (pnr), RT_SEEDS (1), graphed
+  d=$W/retest; mkdir -p $d; m=$(python3 -c "print(round($(left) - 0.6, 2))")
+  echo "retest: ${RT_METHODS:-pnr}, $shards shards for $m minutes"
+  pids=()
+  for i in $(seq 0 $((shards - 1))); do
+    CUDA_VISIBLE_DEVICES=$((i % ngpu)) python3 bench/quality.py run --out $d/quality.jsonl --device cuda --shard $i/$shards \
+      --max-minutes $m --methods ${RT_METHODS:-pnr} --seeds ${RT_SEEDS:-1} --set render_graphs=true --threads 1 \
+      --thumb-edits ${RT_THUMBS:-2} --no-warm-up > $d/shard$i.log 2>&1 &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  grep -h "finished" $d/shard*.log
+fi
+
 if [[ $mode == *quality* ]]; then
   cp bench/results/quality.jsonl $W/q/quality.jsonl
   m=$(python3 -c "print(round($(left) - 0.7, 2))")

@@ -16,8 +16,12 @@ METHODS = ("pnr", "sds", "pds", "idu", "regen")
 # η spans 0..0.3 over the dev edits. docs/edit.md records the command and the values.
 DELTA_MIN_BUILTIN = 281.03
 DELTA_MIN_PAPER = 1000.0  # App. C, MVDream-threestudio loss units
-# Scale of the official identity weights (λ_L1 30000, λ_p 300) for the built-in prior; see docs/edit.md
-IDENTITY_SCALE_BUILTIN = 1.0
+# Scale of the official identity weights (λ_L1 30000, λ_p 300) for the built-in prior. Rule: the identity term's
+# image gradient equals the SDS term's at revise step 0; measured on 12 dev edits (bench/quality.py --identity-grad,
+# H200): median ‖∇SDS‖ / ‖∇ identity‖ = 0.12 (L1 dominates; the perceptual part is 1/3 of SDS). 0.1, 0.01 and 1
+# were tried on those edits: 1 re-renders the source (edit acc 0.17), 0.1 and 0.01 tie (0.83), 0.1 is closer to
+# the target (PSNR 19.3 vs 17.9 dB). docs/quality.md has the ablation.
+IDENTITY_SCALE_BUILTIN = 0.1
 
 # Settings that change how a run executes or what it writes at the end, not what it optimises: a partial run
 # resumes under new values of these (e.g. one started before render_graphs became the CUDA default).
@@ -68,9 +72,9 @@ class EditConfig:
     # multiplies (λ_L1, λ_p): the official values were set for MVDream's latent SDS at 256²; None = the prior's
     # calibrated scale (1 for SD / MVDream)
     identity_scale: float | None = None
-    # cameras of the identity term: "random" = one random camera ψ (paper Eq. 5's text); "sds" = the SDS views of
-    # the same step (the authors' mvdream_pnr_ipg.py renders the source at the batch's cameras)
-    identity_views: str = "random"
+    # cameras of the identity term: "sds" = the SDS views of the same step (the authors' mvdream_pnr_ipg.py renders the
+    # source at the batch's cameras; dev ablation: edit acc 1.00 vs 0.83); "random" = one random camera ψ (Eq. 5's text)
+    identity_views: str = "sds"
     # keep the Adam moments of Alg. 2's search steps after the perturbation (the authors' code runs the search on
     # the real optimiser, then overwrites the geometry; False = a fresh Adam)
     carry_adam: bool = False
