@@ -4,7 +4,9 @@
 One edit, as Instruct-NeRF2NeRF does it: encode the current render to latents, noise them to a random
 level t ~ U(0.02, 0.98), then run `steps` deterministic DDIM steps from t down to 0 with the UNet conditioned
 on the instruction (text) and on the *source* view (its VAE latent, unscaled mode, concatenated to the
-input channels). Guidance has three branches (text+image, image only, neither):
+input channels). The last step lands on the x0 estimate itself (DDIM's final ᾱ = 1, as diffusers'
+DDIMScheduler with set_alpha_to_one, its default), not on step 0's ᾱ = 0.99915. Guidance has three
+branches (text+image, image only, neither):
     eps = eps_u + s_T (eps_ti - eps_i) + s_I (eps_i - eps_u),   s_T = 7.5, s_I = 1.5 (IN2N defaults).
 """
 
@@ -19,7 +21,7 @@ from torch import Tensor, nn
 
 from pnr.errors import CheckpointError, PromptError
 from pnr.priors.base import NoiseSchedule
-from pnr.priors.sd import checked_tokenizer, from_pretrained, resize
+from pnr.priors.sd import checked_tokenizer, dtype_kw, from_pretrained, resize
 
 
 @dataclass
@@ -67,6 +69,16 @@ class IP2PEditor(nn.Module):
                              truncation=True, return_tensors="pt").input_ids.to(self.device)
         return self.text_encoder(ids)[0].to(self.dtype)
 
+    def ddim_step(self, z: Tensor, eps: Tensor, t_cur: float, t_next: float) -> Tensor:
+        """DDIM (eta = 0) from level t_cur to t_next of latents z [N, 4, h, w]; t_next = 0 returns the x0
+        estimate (ᾱ = 1), so no predicted noise is left in the edit."""
+        a, s = (v.item() for v in self.schedule.alpha_sigma(torch.tensor([t_cur])))
+        x0 = (z - s * eps) / a
+        if t_next <= 0.0:
+            return x0
+        a_n, s_n = (v.item() for v in self.schedule.alpha_sigma(torch.tensor([t_next])))
+        return a_n * x0 + s_n * eps
+
     @torch.no_grad()
     def edit_images(self, images: Tensor, instruction: str, cond_images: Tensor | None = None,
                     generator: torch.Generator | None = None, t: float | None = None) -> Tensor:
@@ -95,10 +107,7 @@ class IP2PEditor(nn.Module):
             inp = torch.cat([z.repeat(3, 1, 1, 1), img_in], dim=1).to(self.dtype)
             eps_ti, eps_i, eps_u = self.unet(inp, idx, encoder_hidden_states=text).sample.float().chunk(3)
             eps = combine_guidance(eps_ti, eps_i, eps_u, cfg.guidance_scale, cfg.image_guidance_scale)
-            a, s = self.schedule.alpha_sigma(t_cur.view(1))
-            a_n, s_n = self.schedule.alpha_sigma(t_next.view(1))
-            x0 = (z - s.item() * eps) / a.item()
-            z = a_n.item() * x0 + s_n.item() * eps  # DDIM, eta = 0
+            z = self.ddim_step(z, eps, float(t_cur), float(t_next))
         out = ((self.vae.decode((z / self.latent_scale).to(self.dtype)).sample.float() + 1) / 2).clamp(0, 1)
         if out.shape[-2:] != (h, w):  # back to the render's size
             out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
@@ -124,10 +133,14 @@ def load_ip2p(source: str = "timbrooks/instruct-pix2pix", device: str | torch.de
     dtype = dtype or (torch.float16 if str(device).startswith("cuda") else torch.float32)
     hint = "instruct-pix2pix (a diffusers folder with model_index.json)"
     flag = "pnr edit --method idu --editor"
-    get = lambda cls, sub: from_pretrained(cls, source, sub, f"InstructPix2Pix {sub}", hint, offline, flag)  # noqa: E731
-    unet = get(UNet2DConditionModel, "unet").to(dtype)
-    vae = get(AutoencoderKL, "vae").to(dtype)
-    text = get(CLIPTextModel, "text_encoder").to(dtype)
+
+    def get(cls, sub, **kw):
+        return from_pretrained(cls, source, sub, f"InstructPix2Pix {sub}", hint, offline, flag, **kw)
+
+    # weights are read straight into `dtype` (no fp32 copy first: half the peak memory of the UNet in fp16)
+    unet = get(UNet2DConditionModel, "unet", torch_dtype=dtype)
+    vae = get(AutoencoderKL, "vae", torch_dtype=dtype)
+    text = get(CLIPTextModel, "text_encoder", **dtype_kw(dtype))
     tok = checked_tokenizer(get(CLIPTokenizer, "tokenizer"), source, "the InstructPix2Pix tokenizer", hint, offline,
                             flag)
     return IP2PEditor(unet, vae, text, tok, cfg).to(device).eval()

@@ -175,6 +175,15 @@ def from_pretrained(cls, source: str, subfolder: str | None, what: str, local_hi
     raise missing_weights_error(what, source, detail[:300], local_hint, flag) from err
 
 
+def dtype_kw(dtype: torch.dtype) -> dict:
+    """transformers' from_pretrained dtype argument: `dtype` since 4.56 (`torch_dtype` deprecated), before that
+    only `torch_dtype`."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+
+
 def checked_tokenizer(tok: Any, source: str, what: str, local_hint: str, offline: bool | None,
                       flag: str = "--prior", min_vocab: int = 10) -> Any:
     """transformers 5 can build an *empty* tokenizer when its files are absent: treat that as missing."""
@@ -200,7 +209,7 @@ def load_sd(source: str, device: str | torch.device = "cpu", dtype: torch.dtype 
     get = lambda cls, sub, **kw: from_pretrained(cls, source, sub, f"Stable Diffusion {sub}", hint, offline, **kw)  # noqa: E731
     unet = get(UNet2DConditionModel, "unet", torch_dtype=dtype)
     vae = get(AutoencoderKL, "vae", torch_dtype=dtype)
-    text = get(CLIPTextModel, "text_encoder").to(dtype)  # transformers 4/5 name the dtype argument differently
+    text = get(CLIPTextModel, "text_encoder", **dtype_kw(dtype))
     tokenizer = checked_tokenizer(get(CLIPTokenizer, "tokenizer"), source, "the Stable Diffusion tokenizer", hint,
                                   offline, min_vocab=min_vocab)
     return StableDiffusionPrior(unet, vae, text, tokenizer, cfg).to(device).eval()
