@@ -2,6 +2,7 @@
 
   pnr data object "a red mug" --views 100 --res 128 --out DIR   # transforms.json dataset (NeRF-synthetic layout)
   pnr data benchmark --out FILE.json                            # the 150-edit benchmark with ground truth
+  pnr data colmap SPARSE_DIR IMAGES --out DIR                   # a COLMAP model -> transforms.json
   pnr data vocab                                                # every word captions / edit prompts may use
   pnr data sample --n 5 --seed 0                                # random captions
   pnr data sheet --out docs/domain_contact_sheet.png            # contact sheet of random objects
@@ -33,6 +34,10 @@ def add_parser(sub):
     b = dsub.add_parser("benchmark", help="write the 150-edit benchmark (source, prompt, ground-truth target)")
     b.add_argument("--out", required=True)
     b.add_argument("--seed", type=int, default=0)
+    cm = dsub.add_parser("colmap", help="convert a COLMAP sparse model (text or binary) to transforms.json")
+    cm.add_argument("sparse", help="COLMAP model folder holding cameras/images(/points3D) .bin or .txt, e.g. sparse/0")
+    cm.add_argument("images", help="the folder of the images COLMAP registered (names as in images.bin/txt)")
+    cm.add_argument("--out", required=True, help="output folder for transforms.json (images are referenced, not copied)")
     dsub.add_parser("vocab", help="list the attribute values and every known word")
     c = dsub.add_parser("sheet", help="contact sheet PNG of random objects (4 views each, captioned)")
     c.add_argument("--out", required=True)
@@ -60,6 +65,14 @@ def run(args):
         print(f"wrote {len(edits)} edits to {args.out}")
         for t in types:
             print(f"  {t:8s} dev {counts[(t, 'dev')]:3d}  test {counts[(t, 'test')]:3d}")
+        return 0
+    if args.data_command == "colmap":
+        from pnr.data.colmap import colmap_to_transforms
+
+        meta = colmap_to_transforms(args.sparse, args.images, args.out)
+        models = sorted({f.get("camera_model", meta.get("camera_model")) for f in meta["frames"]})
+        print(f"colmap: {len(meta['frames'])} images ({', '.join(models)}) -> {Path(args.out) / 'transforms.json'}"
+              + (f"; sparse points -> {Path(args.out) / 'sparse_pc.ply'}" if "ply_file_path" in meta else ""))
         return 0
     if args.data_command == "vocab":
         from pnr.data.domain.grammar import ATTRIBUTES, CATEGORY_ACCESSORIES, CATEGORY_ATTRS, vocabulary
