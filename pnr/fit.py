@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from pnr.data.scene import (SceneTransform, check_fitted_density, check_scene_fits, detect_unbounded,
+                            normalize_scene)
 from pnr.data.transforms import TransformsDataset
 from pnr.errors import CheckpointError, NumericalError, PnrError
 from pnr.field.checkpoint import load_checkpoint, load_extra_tensors, save_checkpoint
@@ -27,7 +30,9 @@ from pnr.field.config import FieldConfig
 from pnr.field.field import Field
 from pnr.io import atomic_write_text
 from pnr.render.cameras import generate_rays
+from pnr.field.contraction import random_points
 from pnr.render.occupancy import OccupancyGrid
+from pnr.render.occupancy_contracted import make_occupancy
 from pnr.render.volume import render
 
 
@@ -53,6 +58,10 @@ class FitConfig:
     eval_max_res: int = 256  # held-out views are rendered (and their images area-averaged) to <= this many px a side
     eval_every: int = 0  # > 0: also evaluate `eval_views` held-out views every this many steps (progress line)
     eval_views: int = 4
+    # scene normalisation (pnr/data/scene.py): auto | cameras | none; orientation up | none; extra scale factor
+    normalize: str = "auto"
+    orient: str = "up"
+    scale: float = 1.0
     stop_after: int | None = None  # stop (with a checkpoint) at this step, as if interrupted
     time_limit_s: float | None = None  # stop (with a checkpoint) after this much training time
 
@@ -119,8 +128,6 @@ def fit(dataset: TransformsDataset, field_cfg: FieldConfig, fit_cfg: FitConfig, 
     ckpt_dir = out_dir / "checkpoint"
     _check_writable(out_dir)
     c, dev = fit_cfg, torch.device(fit_cfg.device)
-    train = _split(dataset, "train") or dataset
-    held = _split(dataset, "test") or _split(dataset, "val")
 
     gen = torch.Generator().manual_seed(c.seed)
     start = 0
@@ -128,8 +135,9 @@ def fit(dataset: TransformsDataset, field_cfg: FieldConfig, fit_cfg: FitConfig, 
         if not (ckpt_dir / "config.json").exists():
             raise CheckpointError(f"{ckpt_dir}: nothing to resume (no checkpoint)")
         field, occ, meta = load_checkpoint(ckpt_dir, device=dev)
+        scene = SceneTransform.from_meta(meta)  # the frame the checkpoint was fitted in
         if occ is None:
-            occ = OccupancyGrid(c.occupancy_resolution, field.cfg.bound, device=dev)
+            occ = make_occupancy(c.occupancy_resolution, field.cfg.bound, field.cfg.contraction, device=dev)
         start = int(meta.get("step", 0))
         if field.cfg != field_cfg:
             if progress:
@@ -141,7 +149,18 @@ def fit(dataset: TransformsDataset, field_cfg: FieldConfig, fit_cfg: FitConfig, 
         if (ckpt_dir / "config.json").exists():
             raise PnrError(f"{out_dir}: already holds a checkpoint; pass --resume to continue or choose another --out")
         field = Field(field_cfg, seed=c.seed, device=dev)
-        occ = OccupancyGrid(c.occupancy_resolution, field_cfg.bound, device=dev)
+        occ = make_occupancy(c.occupancy_resolution, field_cfg.bound, field_cfg.contraction, device=dev)
+        cm = dataset.cams
+        scene = normalize_scene(cm.c2w, cm.fx, cm.fy, cm.width, cm.height, field_cfg.bound, c.normalize, c.orient,
+                                c.scale, dataset.scene)
+    if not scene.is_identity():
+        dataset = dataset.with_cameras(dataset.cams.transformed(scene.apply_c2w(dataset.cams.c2w)))
+        if progress and not resume:
+            tqdm.write(f"fit: scene normalised from its {scene.source} (scale {scene.scale:.4g}); "
+                       "the transform is stored in the checkpoint")
+    train = _split(dataset, "train") or dataset
+    held = _split(dataset, "test") or _split(dataset, "val")
+    warns: list[str] = []
 
     mlp = [p for n, p in field.named_parameters() if n != "encoding_tables"]
     opt = torch.optim.Adam([{"params": [field.encoding_tables], "weight_decay": 0.0},
@@ -163,7 +182,15 @@ def fit(dataset: TransformsDataset, field_cfg: FieldConfig, fit_cfg: FitConfig, 
     target = train.images.to(dev).reshape(-1, 3)
     alpha = train.alpha.to(dev).reshape(-1)
     data_bg = torch.tensor(dataset.background, device=dev)
+    has_alpha = bool((alpha < 1).any())  # masked objects (NeRF-synthetic, pnr data object); real photos: False
     n_rays = rays_o.shape[0]
+    if not resume:  # clear limits: say so when the cameras see mostly what this field cannot hold
+        pick = torch.randint(0, n_rays, (65536,), generator=torch.Generator().manual_seed(0)).to(dev)
+        hint = detect_unbounded(train.images, train.alpha, dataset.scene) if field.cfg.contraction == "none" else None
+        warns += check_scene_fits(train.cams.c2w.to(dev), rays_o[pick], rays_d[pick], field.cfg.bound,
+                                  field.cfg.contraction, hint)
+        for w in warns:
+            print(f"pnr fit: warning: {w}", file=sys.stderr)
 
     def checkpoint(step: int) -> None:
         extra = {"rng": gen.get_state()}
@@ -173,6 +200,7 @@ def fit(dataset: TransformsDataset, field_cfg: FieldConfig, fit_cfg: FitConfig, 
                 extra[f"adam.{i}.step"] = torch.as_tensor(st["step"]).reshape(1).float().cpu() if not torch.is_tensor(st["step"]) else st["step"].cpu()
                 extra[f"adam.{i}.exp_avg"], extra[f"adam.{i}.exp_avg_sq"] = st["exp_avg"], st["exp_avg_sq"]
         save_checkpoint(ckpt_dir, field, occ, {"step": step, "train_time_s": t_train, "fit_config": asdict(c),
+                                             "scene_transform": scene.to_meta(),
                                              **({"caption": dataset.caption} if dataset.caption else {})}, extra)
 
     t_train = float(meta.get("train_time_s", 0.0)) if resume else 0.0  # time limits count across resumes
@@ -187,18 +215,17 @@ def fit(dataset: TransformsDataset, field_cfg: FieldConfig, fit_cfg: FitConfig, 
             g["lr"] = c.lr * decay**step
         idx = torch.randint(0, n_rays, (c.rays_per_batch,), generator=gen).to(dev)
         a = alpha[idx, None]
-        if c.random_background:
+        if c.random_background and has_alpha:  # opaque photos: the field's own background learns what is far
             bg = torch.rand(c.rays_per_batch, 3, generator=gen).to(dev)
             tgt = target[idx] + (1 - a) * (bg - data_bg)
         else:
             bg, tgt = None, target[idx]
         out = render_rays_train(field, rays_o[idx], rays_d[idx], occ, c, gen, bg)
         loss = torch.mean((out["rgb"] - tgt) ** 2)
-        if field.cfg.background == "learned":
+        if field.cfg.background == "learned" and has_alpha:  # opaque photos say nothing about a background colour
             loss = loss + torch.mean((field.background(rays_d[idx]) - data_bg) ** 2)
         if c.empty_space_weight > 0 and c.empty_space_points > 0:
-            b = field.cfg.bound
-            x = (torch.rand(c.empty_space_points, 3, generator=gen) * 2 - 1).to(dev) * b
+            x = random_points(c.empty_space_points, field.cfg.bound, field.cfg.contraction, gen, dev)
             x = x[~occ.query(x)]
             if x.shape[0]:
                 loss = loss + c.empty_space_weight * field.density(x).mean()
@@ -233,13 +260,17 @@ def fit(dataset: TransformsDataset, field_cfg: FieldConfig, fit_cfg: FitConfig, 
     bar.close()
     final_step = max(end, start)
     checkpoint(final_step)
+    if final_step > start:
+        for w in check_fitted_density(occ, field.cfg.bound, field.cfg.contraction):
+            print(f"pnr fit: warning: {w}", file=sys.stderr)
+            warns.append(w)
 
     metrics = {"step": final_step, "train_time_s": t_train, "train_loss": loss_val,
                "rays_per_s": rays_total / t_session if t_session else None,
                "samples_per_s": samples_total / t_session if t_session else None,
                "samples_per_ray": samples_total / rays_total if rays_total else None,
                "occupied_fraction": occ.occupied_fraction(), "field_config": field.cfg.to_dict(),
-               "fit_config": asdict(c)}
+               "fit_config": asdict(c), "scene_transform": scene.to_meta(), "warnings": warns}
     if held is not None:
         ev = evaluate(field, occ, held, c.num_samples, c.eval_chunk, c.eval_max_res, progress=progress)
         metrics["heldout_psnr"] = ev["psnr"]
@@ -255,3 +286,15 @@ def render_rays_train(field, o, d, occ, c: FitConfig, gen, bg):
     from pnr.render.volume import render_rays
 
     return render_rays(field, o, d, occ, num_samples=c.num_samples, perturb=True, generator=gen, bg_color=bg)
+
+
+def evaluate_checkpoint(checkpoint: str | Path, dataset: TransformsDataset, split: str = "test",
+                        max_res: int | None = 256, num_samples: int = 128, device: str = "cpu",
+                        progress: bool = False) -> dict:
+    """Held-out PSNR of a checkpoint on `dataset`'s `split` views, in the frame the checkpoint was fitted in
+    (its meta's scene_transform; the identity for checkpoints without one)."""
+    field, occ, meta = load_checkpoint(checkpoint, device=device)
+    scene = SceneTransform.from_meta(meta)
+    held = dataset.subset(split)
+    held = held.with_cameras(held.cams.transformed(scene.apply_c2w(held.cams.c2w)))
+    return evaluate(field, occ, held, num_samples, max_res=max_res, progress=progress)

@@ -43,6 +43,7 @@ def write_transforms_dataset(out_dir: str | Path, rgba: Tensor, c2w: Tensor, cam
 # ----------------------------------------------------------------------------------------------
 # Loading. Every problem with the input raises DataError naming the file and what is wrong.
 
+import dataclasses  # noqa: E402
 import math  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
@@ -61,16 +62,21 @@ class TransformsDataset:
     files: list[str]
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     caption: str | None = None  # a top-level "caption" string (`pnr data object` writes one); fit keeps it
+    scene: dict = dataclasses.field(default_factory=dict)  # instant-ngp's aabb_scale / scale / offset, if given
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    def with_cameras(self, cams: Cameras) -> "TransformsDataset":
+        """The same images with other cameras (e.g. moved into the normalised scene frame)."""
+        return dataclasses.replace(self, cams=cams)
 
     def subset(self, split: str) -> "TransformsDataset":
         idx = self.splits.get(split)
         if idx is None or idx.numel() == 0:
             raise DataError(f"dataset has no '{split}' views (splits: {sorted(k for k, v in self.splits.items() if len(v))})")
         return TransformsDataset(self.images[idx], self.alpha[idx], self.cams[idx], {split: torch.arange(len(idx))},
-                                 [self.files[i] for i in idx.tolist()], self.background, self.caption)
+                                 [self.files[i] for i in idx.tolist()], self.background, self.caption, self.scene)
 
 
 def _read_json(path: Path) -> dict:
@@ -312,4 +318,23 @@ def load_transforms_dataset(path: str | Path, split: str | None = None,
                    dist if bool((dist != 0).any()) else None)
     return TransformsDataset(torch.stack(imgs), torch.stack(alphas), cams,
                              {s: torch.tensor(v, dtype=torch.int64) for s, v in splits.items()}, files,
-                             tuple(float(c) for c in background), caption)
+                             tuple(float(c) for c in background), caption, _scene_keys(entries[0][1], entries[0][2]))
+
+
+def _scene_keys(path: Path, meta: dict) -> dict:
+    """instant-ngp's scene keys: aabb_scale (scene extent in unit cubes), scale and offset (its unit cube)."""
+    out = {}
+    if "aabb_scale" in meta:
+        out["aabb_scale"] = _number(path, "'aabb_scale'", meta["aabb_scale"])
+        if out["aabb_scale"] <= 0:
+            raise DataError(f"{path}: 'aabb_scale' = {out['aabb_scale']:g} must be positive")
+    if "scale" in meta:
+        out["scale"] = _number(path, "'scale'", meta["scale"])
+        if out["scale"] <= 0:
+            raise DataError(f"{path}: 'scale' = {out['scale']:g} must be positive")
+    if "offset" in meta:
+        off = meta["offset"]
+        if not (isinstance(off, list) and len(off) == 3):
+            raise DataError(f"{path}: 'offset' must be a list of 3 numbers, got {off!r}")
+        out["offset"] = [_number(path, "'offset'", v) for v in off]
+    return out

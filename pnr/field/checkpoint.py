@@ -25,6 +25,7 @@ from pnr.field.config import FieldConfig
 from pnr.field.field import Field
 from pnr.io import UMASK, atomic_write_bytes, atomic_write_text
 from pnr.render.occupancy import OccupancyGrid
+from pnr.render.occupancy_contracted import make_occupancy
 
 FORMAT_VERSION = 1
 OCC_KEY = "occupancy.density"
@@ -141,7 +142,7 @@ def load_checkpoint(dir: str | Path, device="cpu") -> tuple[Field, OccupancyGrid
         if occ_t is None:
             raise CheckpointError(f"{d / 'model.safetensors'}: occupancy grid missing")
         oc = cfg["occupancy"]
-        occ = OccupancyGrid(int(oc["resolution"]), float(oc["bound"]), device=device)
+        occ = make_occupancy(int(oc["resolution"]), float(oc["bound"]), fcfg.contraction, device=device)
         try:
             occ.load_state_dict({"density": occ_t, "resolution": oc["resolution"], "bound": oc["bound"]})
         except ValueError as e:

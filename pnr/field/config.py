@@ -23,6 +23,9 @@ class FieldConfig:
     background_color: tuple[float, float, float] = (1.0, 1.0, 1.0)  # used when background="fixed"
     sh_degree: int = 4  # direction encoding of the colour head (instant-ngp: SH degree 4 = 16 coeffs)
     density_bias: float = -1.0  # shifts trunc_exp pre-activation; small empty-ish initial density
+    # unbounded scenes: "mipnerf360" contracts space outside the ball of radius `bound` into radius 2*bound
+    # (pnr/field/contraction.py); "none" = the bounded box (omitted from to_dict, so such configs are unchanged)
+    contraction: str = "none"
 
     @property
     def table_size(self) -> int:
@@ -43,6 +46,8 @@ class FieldConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["background_color"] = list(self.background_color)
+        if d.get("contraction") == "none":
+            del d["contraction"]
         return d
 
     @staticmethod
@@ -57,4 +62,6 @@ class FieldConfig:
         cfg = FieldConfig(**d)
         if cfg.background not in ("learned", "fixed"):
             raise CheckpointError(f"field config background={cfg.background!r}: expected 'learned' or 'fixed'")
+        if cfg.contraction not in ("none", "mipnerf360"):
+            raise CheckpointError(f"field config contraction={cfg.contraction!r}: expected 'none' or 'mipnerf360'")
         return cfg

@@ -8,6 +8,8 @@ from torch import Tensor, nn
 
 from pnr.errors import CheckpointError
 from pnr.field.config import FieldConfig
+from pnr.field.contraction import inside as field_inside
+from pnr.field.contraction import unit_coords
 from pnr.field.encoding import hash_encode, level_resolutions
 from pnr.field.init import BG_SH_DIM, SH_DIR_DIM, init_params
 
@@ -87,8 +89,7 @@ class Field(nn.Module):
 
     # --- geometry and colour -------------------------------------------------------------
     def _encode(self, x: Tensor) -> Tensor:
-        b = self.cfg.bound
-        x01 = (x + b) / (2 * b)
+        x01 = unit_coords(x, self.cfg.bound, self.cfg.contraction)  # contraction "none": (x + b) / (2b)
         return hash_encode(x01, self.encoding_tables, self.resolutions)
 
     def _density_head(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -99,7 +100,7 @@ class Field(nn.Module):
     def density(self, x: Tensor) -> Tensor:
         """sigma: [N] at world points x: [N, 3] (0 outside the box)."""
         sigma, _ = self._density_head(x)
-        inside = (x.abs() <= self.cfg.bound).all(-1)
+        inside = field_inside(x, self.cfg.bound, self.cfg.contraction)
         return sigma * inside
 
     def query(self, x: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
@@ -109,7 +110,7 @@ class Field(nn.Module):
         h = torch.relu(h @ self.color_w0 + self.color_b0)
         h = torch.relu(h @ self.color_w1 + self.color_b1)
         rgb = torch.sigmoid(h @ self.color_w2 + self.color_b2)
-        inside = (x.abs() <= self.cfg.bound).all(-1)
+        inside = field_inside(x, self.cfg.bound, self.cfg.contraction)
         return sigma * inside, rgb
 
     def background(self, dirs: Tensor) -> Tensor:

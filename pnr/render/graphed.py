@@ -64,6 +64,10 @@ class GraphedRenderer:
         return min(b, origins.shape[0] * self.num_samples)
 
     def __call__(self, cams: Cameras, generator: torch.Generator | None) -> Tensor:
+        if getattr(self.field.cfg, "contraction", "none") != "none":  # no static unbounded sampler: eager render
+            from pnr.render.volume import render
+
+            return render(self.field, cams, self.occupancy, self.num_samples, perturb=True, generator=generator)["rgb"]
         cams = cams.to(self.field.device)
         o, d = generate_rays(cams)
         B, H, W = o.shape[:3]

@@ -33,6 +33,11 @@ def render_rays(field, origins: Tensor, dirs: Tensor, occupancy=None, num_sample
     the field's background (fitting uses random colours so opacity must match alpha).
     segment None: 32 samples on the CPU (FLOP-bound: early termination pays), the whole ray on a GPU
     (launch-bound: one segment halves the kernels; occupancy skipping still applies)."""
+    if getattr(field.cfg, "contraction", "none") != "none":  # unbounded: pnr/render/unbounded.py
+        from pnr.render.unbounded import render_rays_unbounded
+
+        return render_rays_unbounded(field, origins, dirs, occupancy, num_samples, perturb, generator, bg_color,
+                                     segment, t_eps)
     R, dev = origins.shape[0], origins.device
     if segment is None:
         segment = num_samples if dev.type == "cuda" else 32
