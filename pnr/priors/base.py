@@ -50,11 +50,27 @@ class NoiseSchedule:
 
 
 class Denoiser(Protocol):
-    """What guidance needs from a diffusion prior. Implementations: pnr.priors.builtin, pnr.priors.sd, ..."""
+    """What guidance needs from a diffusion prior. Implementations: pnr.priors.builtin, pnr.priors.sd, ...
+
+    Each prior states its own behaviour as attributes, so callers never test its type."""
 
     num_views: int  # V views denoised jointly
     image_size: int  # render resolution the prior expects (pixels)
     schedule: NoiseSchedule
+
+    x0_range: float | None
+    """Bound r of the prior's space: x0 estimates are clamped to [-r, r]. 1.0 for pixel-space priors (images in
+    [-1, 1], and a clamped estimate stops one bad step from throwing colours out of range); None for latent
+    priors, whose latents have no fixed range."""
+
+    default_guidance_scale: float
+    """Classifier-free guidance for score distillation when the caller sets none: the value this prior's
+    reference recipe uses (the scale that works differs by an order of magnitude between priors)."""
+
+    delta_min: float
+    """Δ_min of Alg. 2 (η from the loss decrease) in pnr.guidance.sds's loss units for this prior's space: the
+    paper's 1000 (MVDream-threestudio units) for the paper's priors, calibrated for priors whose loss scale
+    differs (pixel space at 64², the built-in prior)."""
 
     def encode_text(self, prompts: list[str]) -> Any:
         """Conditioning for `prompts` (raises PromptError for text the prior cannot represent)."""

@@ -379,13 +379,15 @@ def infer_config(sd: dict[str, Tensor]) -> MVDreamConfig:
 
 # -- the Denoiser -------------------------------------------------------------------------------------
 class MVDreamPrior(StableDiffusionPrior):
-    """4-view latent denoiser: SD-2.1-base's VAE and text encoder around our multi-view UNet.
+    """4-view latent denoiser: the VAE and text encoder of the variant's SD release (SD-2.1-base; SD-1.5 for
+    sd-v1.5-4view) around our multi-view UNet.
 
     image_size 256: MVDream was trained on 256^2 renders (32^2 latents); renders of any size are resized
     to it (threestudio's MVDream guidance does the same at the 64 and 256 render resolutions).
     """
 
     num_views = 4
+    default_guidance_scale = 50.0  # MVDream-threestudio's guidance_scale (mvdream-sd21.yaml)
 
     def predict_eps(self, x_t: Tensor, t: Tensor, cond: Tensor, c2w: Tensor | None = None) -> Tensor:
         """x_t [B, V, 4, h, w], t [B] in [0, 1], cond [B, L, D], c2w [B, V, 4, 4] -> eps [B, V, 4, h, w]."""

@@ -51,6 +51,9 @@ class StableDiffusionPrior(nn.Module):
     """Denoiser over SD latents. cond = text hidden states [B, 77, D] (D = 768 for 1.5, 1024 for 2.1)."""
 
     num_views = 1
+    x0_range = None  # latents: no fixed range
+    default_guidance_scale = 100.0  # SDS with SD: DreamFusion (Poole et al. 2022), threestudio's dreamfusion-sd
+    delta_min = 1000.0  # the paper's Δ_min (App. C), MVDream-threestudio loss units
 
     def __init__(self, unet: nn.Module, vae: nn.Module, text_encoder: nn.Module, tokenizer: Any,
                  cfg: SDConfig | None = None):

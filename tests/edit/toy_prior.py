@@ -17,6 +17,10 @@ WORDS = set(COLOURS) | {"a", "mug", "in"}
 
 
 class ToyDenoiser:
+    x0_range = 1.0  # pixel space, like the built-in prior
+    default_guidance_scale = 20.0  # EditConfig's default, which the loop tests run with
+    delta_min = 1000.0  # what the edit gives non-built-in priors today (the paper's value)
+
     def __init__(self, num_views: int = 4, image_size: int = 8, nan_after: int | None = None):
         self.num_views = num_views
         self.image_size = image_size

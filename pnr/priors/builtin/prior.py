@@ -22,6 +22,11 @@ from pnr.priors.builtin.model import MultiViewUNet, PriorConfig
 from pnr.priors.builtin.text import TextEncoder, Tokenizer
 
 FORMAT_VERSION = 1  # bump when the architecture or checkpoint layout changes incompatibly
+# The built-in prior's own edit defaults (its Denoiser attributes). Δ_min in pnr.guidance.sds's loss units
+# (1/2 ||x - D(x_t)||^2 summed over a view's 3x64x64 pixels in [-1, 1], mean over views), calibrated on the
+# benchmark's DEV split with the shipped weights (docs/edit.md); CFG 20: chosen on the dev split.
+DELTA_MIN_BUILTIN = 281.03
+GUIDANCE_SCALE_BUILTIN = 20.0
 ASSET_DIR = Path(__file__).resolve().parents[2] / "assets" / "prior"
 SHIPPED = ASSET_DIR / "prior.safetensors"
 
@@ -40,6 +45,10 @@ class BuiltinPrior(nn.Module):
     cond (from encode_text / null_text) is a dict {"tokens": [B, L, D], "mask": [B, L] bool}.
     `num_views` is the default V; predict_eps accepts any V (V=1 = the single-view prior).
     """
+
+    x0_range = 1.0  # pixel space: images in [-1, 1]
+    default_guidance_scale = GUIDANCE_SCALE_BUILTIN
+    delta_min = DELTA_MIN_BUILTIN
 
     def __init__(self, cfg: PriorConfig):
         super().__init__()
