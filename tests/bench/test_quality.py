@@ -271,16 +271,17 @@ def test_ablation_variants_share_one_cached_source_and_record_their_settings(tmp
     """--ablation runs every method once per tag (variant METHOD+TAG, pnr's snapshot as pnr_norevise+TAG) with the
     tag's settings on top of --set; --source-cache fits each source once; --identity-grad records gradient norms."""
     abl = tmp_path / "abl.json"
-    abl.write_text(json.dumps({"base": {}, "snr": {"t_start": [0.85, 0.85], "identity_scale": 0.1}}))
+    abl.write_text(json.dumps({"base": {}, "snr": {"t_start": [0.85, 0.85], "identity_scale": 0.1},
+                               "ref": {"methods": ["sds"]}, "_comment": {}}))
     out, cache = tmp_path / "q.jsonl", tmp_path / "cache"
     args = _run_args(out, tiny_prior, "pnr", "--no-warm-up", "--thumb-edits", "0", "--ablation", str(abl),
                      "--source-cache", str(cache), "--identity-grad", "--split", "dev")
     assert Q.main(args) == 0
     recs = {r["variant"]: r for r in map(json.loads, _lines(out))}
-    assert set(recs) == {"pnr+base", "pnr_norevise+base", "pnr+snr", "pnr_norevise+snr"}
+    assert set(recs) == {"pnr+base", "pnr_norevise+base", "pnr+snr", "pnr_norevise+snr", "sds+ref"}
     assert recs["pnr+snr"]["config_overrides"]["identity_scale"] == 0.1
     assert recs["pnr+snr"]["config_overrides"]["t_start"] == [0.85, 0.85] and recs["pnr+base"]["config_overrides"]["res_high"] == 32
     g = recs["pnr+base"]["identity_grad"]
     assert g["sds"] > 0 and g["l1_sds_views"] > 0 and g["l1_one_view"] > 0
     assert len(list(cache.iterdir())) == 1  # one fit, reused by the second tag
-    assert Q.main(args) == 0 and len(_lines(out)) == 4  # finished keys are skipped
+    assert Q.main(args) == 0 and len(_lines(out)) == 5  # finished keys are skipped
