@@ -881,6 +881,89 @@ def cmd_compare(a) -> int:
     return 0
 
 
+def _acc0(r: dict | None) -> float:
+    """Edit accuracy with a failed run (no object, fog, diverged, missing) counted as 0."""
+    return float((r.get("metrics") or {}).get("edited_attr_acc") or 0.0) if r and r.get("success") else 0.0
+
+
+def _ok_mean(rs: list, key: str) -> float | None:
+    vals = [r["metrics"][key] for r in rs if r and r.get("success") and r.get("metrics") and r["metrics"].get(key) is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _fmt(v, f: str = ".3f") -> str:
+    return "–" if v is None else format(v, f)
+
+
+def method_rows(rows: list[tuple[str, dict]], edits: list[str], seed: int = 0) -> str:
+    """Markdown: per row (label, {edit_id: record}) edit accuracy per type and overall with failures as 0, the
+    overall mean over successful runs, success, LPIPS to source, PSNR to target, dir sim (means over successes)."""
+    head = ["method", *[f"{t} acc" for t in TYPES], "all acc (fail=0)", "all acc (successes)", "success",
+            "LPIPS src ↓", "PSNR tgt ↑", "dir sim ↑"]
+    out = []
+    for label, recs in rows:
+        rs = [recs.get(e) for e in edits]
+        per = []
+        for t in TYPES:
+            ts = [recs.get(e) for e in edits if e.startswith(t + "_")]
+            per.append(_fmt(sum(map(_acc0, ts)) / len(ts), ".2f") if ts else "–")
+        ok = [r for r in rs if r and r.get("success")]
+        out.append([label, *per, _fmt(sum(map(_acc0, rs)) / len(rs), ".2f"), _fmt(_ok_mean(ok, "edited_attr_acc"), ".2f"),
+                    f"{len(ok)}/{len(rs)}", _fmt(_ok_mean(ok, "lpips_to_source")), _fmt(_ok_mean(ok, "psnr_to_target"), ".2f"),
+                    _fmt(_ok_mean(ok, "clip_dir_sim"))])
+    return _markdown(head, out)
+
+
+def cmd_versus(a) -> int:
+    """New runs (--new) against the committed results (--base) on the edits the new file covers, seed by seed."""
+    new, base = read_results(Path(a.new)), read_results(Path(a.base))
+    rows = []
+    for v in a.variants.split(","):
+        for seed in sorted({k[2] for k in new if k[1] == v}):
+            rows.append((f"{v} (new, seed {seed})", {k[0]: r for k, r in new.items() if k[1] == v and k[2] == seed}))
+    edits = sorted({k[0] for k in new if k[1] == a.variants.split(",")[0]},
+                   key=lambda e: (TYPES.index(e.rsplit("_", 1)[0]), e))
+    for v in a.against.split(","):
+        for seed in sorted({k[2] for k in base if k[1] == v}):
+            rows.append((f"{v} (committed, seed {seed})", {k[0]: r for k, r in base.items() if k[1] == v and k[2] == seed}))
+    print(f"{len(edits)} test edits ({', '.join(f'{t} {sum(e.startswith(t + chr(95)) for e in edits)}' for t in TYPES)}); "
+          f"new = {a.new}, committed = {a.base}\n")
+    print(method_rows(rows, edits))
+    return 0
+
+
+def cmd_ablation(a) -> int:
+    """Each tag of an ablation run against --ref on the same edits: edit accuracy (failures as 0) and its paired
+    difference, per type, success, LPIPS to source, PSNR to target."""
+    recs = read_results(Path(a.jsonl))
+    by: dict[str, dict[str, dict]] = {}
+    for (e, v, s), r in recs.items():
+        if s == a.seed:
+            by.setdefault(v, {})[e] = r
+    ref = by[a.ref]
+    head = ["variant", "edits", "edit acc (fail=0)", f"Δ vs {a.ref} (same edits)", *[f"{t}" for t in TYPES if t in a.types],
+            "success", "LPIPS src ↓", "PSNR tgt ↑", "η mean"]
+    rows = []
+    for v in sorted(by, key=lambda v: (split_tag(v)[0] != "pnr", split_tag(v)[0], v != a.ref, v)):
+        es = sorted(e for e in by[v] if e in ref)
+        if not es:
+            continue
+        rs = [by[v][e] for e in es]
+        acc = sum(map(_acc0, rs)) / len(rs)
+        d = acc - sum(_acc0(ref[e]) for e in es) / len(es)
+        per = []
+        for t in (t for t in TYPES if t in a.types):
+            ts = [by[v][e] for e in es if e.startswith(t + "_")]
+            per.append(_fmt(sum(map(_acc0, ts)) / len(ts), ".2f") if ts else "–")
+        ok = [r for r in rs if r.get("success")]
+        etas = [r["eta"] for r in rs if r.get("eta") is not None]
+        rows.append([v, str(len(es)), _fmt(acc, ".2f"), "" if v == a.ref else f"{d:+.2f}", *per, f"{len(ok)}/{len(rs)}",
+                     _fmt(_ok_mean(ok, "lpips_to_source")), _fmt(_ok_mean(ok, "psnr_to_target"), ".2f"),
+                     _fmt(sum(etas) / len(etas) if etas else None, ".2f")])
+    print(_markdown(head, rows))
+    return 0
+
+
 def claims_section(recs: list[dict]) -> str:
     """The like-for-like tables behind the README's point-by-point comparison with the paper's claims."""
     fixed = tuple(v for v in FIXED_VARIANTS if any(r["variant"] == v and r["seed"] == 0 for r in recs))
@@ -1143,6 +1226,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--b", required=True)
     c.add_argument("--variant", default=None, help="only this variant (e.g. pnr)")
     c.set_defaults(func=cmd_compare)
+    vs = sub.add_parser("versus", help="new runs against the committed baselines on the same edits (fail = 0 and over successes)")
+    vs.add_argument("--new", required=True)
+    vs.add_argument("--base", default="bench/results/quality.jsonl")
+    vs.add_argument("--variants", default="pnr,pnr_norevise")
+    vs.add_argument("--against", default="pnr,sds,pds,idu,regen")
+    vs.set_defaults(func=cmd_versus)
+    ab = sub.add_parser("ablation", help="every ablation tag against a reference tag on the same edits")
+    ab.add_argument("--jsonl", required=True)
+    ab.add_argument("--ref", default="pnr+ref")
+    ab.add_argument("--seed", type=int, default=0)
+    ab.add_argument("--types", default="shape,pose,object")
+    ab.set_defaults(func=cmd_ablation)
     f = sub.add_parser("figure", help="PNG grid: source | each method | ground truth")
     f.add_argument("--jsonl", default="bench/results/quality.jsonl")
     f.add_argument("--thumbs", default=None)
