@@ -285,3 +285,25 @@ def test_ablation_variants_share_one_cached_source_and_record_their_settings(tmp
     assert g["sds"] > 0 and g["l1_sds_views"] > 0 and g["l1_one_view"] > 0
     assert len(list(cache.iterdir())) == 1  # one fit, reused by the second tag
     assert Q.main(args) == 0 and len(_lines(out)) == 5  # finished keys are skipped
+
+
+def test_versus_and_ablation_count_failures_as_zero(tmp_path, capsys):
+    """Edit accuracy with a failed run counted as 0 next to the mean over successes; paired on the same edits."""
+    def rec(e, v, acc, ok=True, seed=0):
+        return {"edit_id": e, "variant": v, "seed": seed, "split": "test", "edit_type": e.split("_")[0], "success": ok,
+                "eta": 0.2, "metrics": {"edited_attr_acc": acc, "lpips_to_source": 0.1, "psnr_to_target": 20.0,
+                                        "clip_dir_sim": 0.7} if ok else None}
+    new, base = tmp_path / "new.jsonl", tmp_path / "base.jsonl"
+    Q.Appender(new).append([rec("pose_01", "pnr", 1.0), rec("pose_02", "pnr", 1.0, ok=False)])
+    Q.Appender(base).append([rec("pose_01", "sds", 1.0), rec("pose_02", "sds", 0.0), rec("pose_03", "sds", 1.0)])
+    assert Q.main(["versus", "--new", str(new), "--base", str(base), "--variants", "pnr", "--against", "sds"]) == 0
+    out = capsys.readouterr().out
+    assert "2 test edits" in out  # pose_03 is not in the new file: left out
+    assert "| pnr (new, seed 0) | – | – | – | 0.50 | – | 0.50 | 1.00 | 1/2 |" in out
+    assert "| sds (committed, seed 0) | – | – | – | 0.50 | – | 0.50 | 0.50 | 2/2 |" in out
+    abl = tmp_path / "abl.jsonl"
+    Q.Appender(abl).append([rec("pose_01", "pnr+ref", 0.0), rec("pose_02", "pnr+ref", 1.0),
+                            rec("pose_01", "pnr+x", 1.0), rec("pose_02", "pnr+x", 1.0, ok=False)])
+    assert Q.main(["ablation", "--jsonl", str(abl), "--types", "pose"]) == 0
+    out = capsys.readouterr().out
+    assert "| pnr+ref | 2 | 0.50 |  | 0.50 | 2/2 |" in out and "| pnr+x | 2 | 0.50 | +0.00 | 0.50 | 1/2 |" in out
