@@ -28,7 +28,7 @@ from pnr.edit.ipg import default_perceptual, identity_loss
 from pnr.edit.methods import Phase, PnR, StepInput, make_method
 from pnr.edit.perturb import perturb
 from pnr.edit.schedules import ipg_weight, render_resolution
-from pnr.edit.state import STATE_FILE, check_resume, fingerprint, load_state, save_state, write_record
+from pnr.edit.state import STATE_FILE, check_resume, load_state, restore, save_state, snapshot, write_record
 from pnr.errors import NumericalError
 from pnr.field.field import Field
 from pnr.render.cameras import random_orbit_views
@@ -68,21 +68,12 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
     phases = method.phases()
     total = sum(p.steps for p in phases)
     perceptual = _perceptual(phases, cfg)
-    field = Field(source.cfg, device=dev)
-    occ = _copy_occ(source_occ, dev)
+    field, occ, g = Field(source.cfg, device=dev), _copy_occ(source_occ, dev), torch.Generator()
     opt = _optimizer(field, cfg)
-    g = torch.Generator()
     st = load_state(out_dir) if (out_dir is not None and resume) else None
     if st is not None:  # ---- continue a partial run
         check_resume(st, out_dir, src, source.cfg.to_dict(), cfg, task)
-        field.load_params_dict(st["params"])
-        if occ is not None:
-            occ.load_state_dict(st["occupancy"])
-        opt.load_state_dict(st["optimizer"])
-        g.set_state(st["rng"])
-        eta, trace, losses, start = st["eta"], st["eta_trace"], st["losses"], st["step"]
-        phase_s = dict(st.get("phase_seconds", {}))
-        earlier_s = float(st.get("run_seconds", sum(phase_s.values())))
+        eta, trace, losses, start, phase_s, earlier_s = restore(st, field, occ, opt, g)
         if progress:
             tqdm.write(f"pnr edit: continuing the partial run in {out_dir} from step {start} of {total} (η {eta:.3f})")
     else:
@@ -98,15 +89,13 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
             return EditResult(field, occ, eta, trace, [], time.time() - t0, phase_s)
         # ---- 2. perturb (Eq. 3, Alg. 1) ------------------------------------------------------------------
         field.load_params_dict(perturb(src, source.cfg, eta, seed=cfg.seed + 1))
-        if adam is not None:  # the search's Adam moments carried over (cfg.carry_adam)
-            opt.load_state_dict(adam)
+        if adam is not None:
+            opt.load_state_dict(adam)  # the search's Adam moments carried over (cfg.carry_adam)
         if occ is not None and (eta > 0 or cfg.occ_warmup > 0):
             occ.mark_all()
         g.manual_seed(cfg.seed)
         losses, start = [], 0
-    v = guide.views(cfg)
-    method.begin(guide, v, dev, st.get("idu") if st is not None else None)
-
+    method.begin(guide, guide.views(cfg), dev, st.get("idu") if st is not None else None)
     # ---- 3. the method's phases (PnR: edit, then revise with identity-preserving gradients) ----------------
     bar = tqdm(total=total, initial=start, desc=f"pnr edit [{cfg.method}]", disable=not progress)
     tp = time.time()
@@ -114,21 +103,16 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
         phase, k = _phase_at(phases, step)
         if occ is not None and step >= cfg.occ_warmup:
             occ.update(field, step, generator=g)
-        res = (render_resolution(k, phase.steps, cfg.res_low, cfg.res_high, cfg.milestone)
-               if phase.ramp_resolution else cfg.res_high)
+        res = _resolution(phase, k, cfg)
         w = ipg_weight(k, phase.steps, cfg.ipg_anneal) * cfg.identity_scale if phase.identity else 0.0
-        random_cam = w > 0 and cfg.identity_views == "random"
-        cam = random_orbit_views(1, 1, generator=g, res=res, device=dev) if random_cam else None  # ψ of Eq. 5
-        loss, rgb, cams = method.loss(StepInput(field, occ, guide, cfg, phase, k, res, g, extra=cam))
-        if w > 0:  # the identity-preserving term (Eq. 5) at ψ, or at the step's own views
-            sl = slice(len(cams) - 1, None) if random_cam else slice(0, len(cams))
-            with torch.no_grad():
-                rgb_src = render(guide.source, cams[sl], guide.source_occ, num_samples=cfg.num_samples)["rgb"]
-            loss = loss + identity_loss(rgb[sl], rgb_src, w * cfg.lambda_l1, w * cfg.lambda_p, perceptual)[0]
+        psi = random_orbit_views(1, 1, generator=g, res=res, device=dev) if w > 0 and cfg.identity_views == "random" \
+            else None  # ψ of Eq. 5, rendered in the same pass as the SDS views
+        loss, rgb, cams = method.loss(StepInput(field, occ, guide, cfg, phase, k, res, g, extra=psi))
+        if w > 0:  # + the identity-preserving term (Eq. 5)
+            loss = loss + _identity_term(guide, cfg, rgb, cams, psi is not None, w, perceptual)
         _check_finite(loss, phase.name, step, out_dir)
         _apply(opt, loss)
-        lv = float(loss.detach())
-        losses.append(lv)
+        losses.append(lv := float(loss.detach()))
         bar.update(1)
         bar.set_postfix(phase=phase.name, loss=f"{lv:.1f}", eta=f"{eta:.3f}", res=res)
         if on_step is not None:
@@ -139,12 +123,8 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
         if out_dir is not None and (done % cfg.checkpoint_every == 0 or done == total):
             phase_s["edit+revise"] = phase_s.get("edit+revise", 0.0) + time.time() - tp
             tp = time.time()
-            save_state(out_dir, {
-                "step": done, "eta": eta, "eta_trace": trace, "losses": losses, "params": field.params_dict(),
-                "occupancy": occ.state_dict() if occ is not None else None, "optimizer": opt.state_dict(),
-                "rng": g.get_state(), "config": cfg.to_dict(), "field_cfg": source.cfg.to_dict(),
-                "fingerprint": fingerprint(src), "phase_seconds": phase_s, "run_seconds": earlier_s + time.time() - t0,
-                "task": task, "idu": method.state()})
+            save_state(out_dir, snapshot(done, eta, trace, losses, field, occ, opt, g, cfg, src, source.cfg.to_dict(),
+                                         phase_s, earlier_s + time.time() - t0, task, method.state()))
     bar.close()
     release_graphs(field)
     if out_dir is None or total == 0 or total % cfg.checkpoint_every != 0:
@@ -188,6 +168,20 @@ def search_eta(source: Field, source_occ: OccupancyGrid | None, guide: Guide, me
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def _identity_term(guide: Guide, cfg: EditConfig, rgb: Tensor, cams, at_psi: bool, w: float, perceptual) -> Tensor:
+    """w (λ_L1 L1 + λ_p P) between the renders and θ_src's at ψ (the last camera) or at all the step's views."""
+    sl = slice(len(cams) - 1, None) if at_psi else slice(0, len(cams))
+    with torch.no_grad():
+        rgb_src = render(guide.source, cams[sl], guide.source_occ, num_samples=cfg.num_samples)["rgb"]
+    return identity_loss(rgb[sl], rgb_src, w * cfg.lambda_l1, w * cfg.lambda_p, perceptual)[0]
+
+
+def _resolution(phase: Phase, k: int, cfg: EditConfig) -> int:
+    """res_low before cfg.milestone of a ramping phase's steps (App. E), res_high from it on and in the others."""
+    return render_resolution(k, phase.steps, cfg.res_low, cfg.res_high, cfg.milestone) if phase.ramp_resolution \
+        else cfg.res_high
+
+
 def _phase_at(phases: list[Phase], step: int) -> tuple[Phase, int]:
     """The phase that global `step` falls in, and the step within it."""
     for p in phases:

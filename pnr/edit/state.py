@@ -68,6 +68,29 @@ def check_resume(st: dict, out_dir: Path, src: dict[str, Tensor], field_cfg: dic
         raise CheckpointError(f"{where} is a partial edit for {was}, not {now_}; use another --out or --restart")
 
 
+def restore(st: dict, field, occ, opt, g) -> tuple[float, list[float], list[float], int, dict, float]:
+    """Loads a partial run into field / occupancy / optimiser / RNG -> (η, η trace, losses, step, phase seconds,
+    wall seconds of the earlier sessions)."""
+    field.load_params_dict(st["params"])
+    if occ is not None:
+        occ.load_state_dict(st["occupancy"])
+    opt.load_state_dict(st["optimizer"])
+    g.set_state(st["rng"])
+    phase_s = dict(st.get("phase_seconds", {}))
+    return (st["eta"], st["eta_trace"], st["losses"], st["step"], phase_s,
+            float(st.get("run_seconds", sum(phase_s.values()))))
+
+
+def snapshot(step: int, eta: float, trace: list[float], losses: list[float], field, occ, opt, g, cfg: EditConfig,
+             src: dict[str, Tensor], field_cfg: dict, phase_s: dict, run_s: float, task: dict | None,
+             method_state) -> dict:
+    """Everything `restore` and `check_resume` need, for save_state."""
+    return {"step": step, "eta": eta, "eta_trace": trace, "losses": losses, "params": field.params_dict(),
+            "occupancy": occ.state_dict() if occ is not None else None, "optimizer": opt.state_dict(),
+            "rng": g.get_state(), "config": cfg.to_dict(), "field_cfg": field_cfg, "fingerprint": fingerprint(src),
+            "phase_seconds": phase_s, "run_seconds": run_s, "task": task, "idu": method_state}
+
+
 def write_record(path: Path, record: dict) -> None:
     atomic_write_text(path, json.dumps(record, indent=1, default=_json_default))
 
