@@ -9,20 +9,10 @@ from dataclasses import asdict, dataclass, fields, replace
 
 METHODS = ("pnr", "sds", "pds", "idu", "regen")
 
-# Δ_min for the built-in prior, in the loss units of pnr.guidance.sds (1/2 ||x - D(x_t)||^2 summed over the
-# 3x64x64 pixels of a view in [-1, 1], averaged over views). Calibrated on the benchmark's DEV split with the
-# shipped prior (step 6039): ΔL of Alg. 2's 50-step search on 40 dev edits (8 per type) ranged -440..-9,
-# median -140.5; rule Δ_min = 2 x median(-ΔL), so the median dev edit gets η = η_max (1 - 2^-0.5) = 0.18 and
-# η spans 0..0.3 over the dev edits. docs/edit.md records the command and the values.
-DELTA_MIN_BUILTIN = 281.03
+# Defaults that depend on the prior (Δ_min, the identity-weight scale) are the prior's attributes
+# (pnr/priors/builtin/prior.py for the built-in one, calibrated there); these are the paper's values for a prior
+# without them.
 DELTA_MIN_PAPER = 1000.0  # App. C, MVDream-threestudio loss units
-# Scale of the official identity weights (λ_L1 30000, λ_p 300) for the built-in prior. Rule: the identity term's
-# image gradient equals the SDS term's at revise step 0; measured on 12 dev edits (bench/quality.py --identity-grad,
-# H200): median ‖∇SDS‖ / ‖∇ identity‖ = 0.12 (L1 dominates; the perceptual part is 1/3 of SDS). 0.1, 0.01 and 1
-# were tried on those edits: 1 re-renders the source (edit acc 0.17), 0.1 and 0.01 tie (0.83), 0.1 is closer to
-# the target (PSNR 19.3 vs 17.9 dB). docs/quality.md has the ablation.
-IDENTITY_SCALE_BUILTIN = 0.1
-
 # Settings that change how a run executes or what it writes at the end, not what it optimises: a partial run
 # resumes under new values of these (e.g. one started before render_graphs became the CUDA default).
 RESUME_MAY_CHANGE = ("render_graphs", "checkpoint_every", "turntable_frames", "turntable_res")
@@ -194,18 +184,10 @@ def with_prior_defaults(cfg: EditConfig, prior) -> EditConfig:
     """The one place where settings left None take the prior's value: Δ_min (the prior's `delta_min`, calibrated
     in its loss units; the paper's 1000 for a prior that has none) and the identity-term scale (the prior's
     `identity_scale`; 1 = the official weights)."""
-    from pnr.edit.prompts import is_builtin
-
     if cfg.delta_min is None:
-        d = getattr(prior, "delta_min", None)
-        if d is None:
-            d = DELTA_MIN_BUILTIN if is_builtin(prior) else DELTA_MIN_PAPER
-        cfg = replace(cfg, delta_min=float(d))
+        cfg = replace(cfg, delta_min=float(getattr(prior, "delta_min", DELTA_MIN_PAPER)))
     if cfg.identity_scale is None:
-        s = getattr(prior, "identity_scale", None)
-        if s is None:
-            s = IDENTITY_SCALE_BUILTIN if is_builtin(prior) else 1.0
-        cfg = replace(cfg, identity_scale=float(s))
+        cfg = replace(cfg, identity_scale=float(getattr(prior, "identity_scale", 1.0)))
     return cfg
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import warnings
 from typing import Callable
 
-import torch
 from torch import Tensor
 
 from pnr.errors import PnrError

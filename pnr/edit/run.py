@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from pnr.edit.config import EditConfig, with_prior_defaults
 from pnr.edit.loop import STATE_FILE, EditResult, Guide, edit, write_record
-from pnr.edit.prompts import is_builtin, prompt_words, resolve_prompts
+from pnr.edit.prompts import prompt_words, resolve_prompts
 from pnr.field.field import Field
 from pnr.render.occupancy import OccupancyGrid
 
@@ -32,8 +32,7 @@ def make_guide(prior, source: Field, source_occ: OccupancyGrid | None, edit_text
         cond = prior.encode_text([edit_text])
         uncond = prior.null_text(1)
         cond_src = prior.encode_text([source_text]) if source_text else None
-    return Guide(prior, cond, uncond, cond_src, source.eval(), source_occ,
-                 1.0 if is_builtin(prior) or getattr(prior, "pixel_space", False) else None)
+    return Guide(prior, cond, uncond, cond_src, source.eval(), source_occ, getattr(prior, "x0_range", None))
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from pnr import cuda_graph
 from pnr.errors import CheckpointError
+from pnr.errors import PromptError
 from pnr.priors.base import NoiseSchedule
 from pnr.priors.builtin.model import MultiViewUNet, PriorConfig
 from pnr.priors.builtin.text import TextEncoder, Tokenizer
@@ -27,6 +28,12 @@ FORMAT_VERSION = 1  # bump when the architecture or checkpoint layout changes in
 # benchmark's DEV split with the shipped weights (docs/edit.md); CFG 20: chosen on the dev split.
 DELTA_MIN_BUILTIN = 281.03
 GUIDANCE_SCALE_BUILTIN = 20.0
+# Scale of the official identity weights (λ_L1 30000, λ_p 300, mvdream-pnr-ipg.yaml) for this prior. Rule: the identity
+# term's image gradient equals the SDS term's at revise step 0; on 12 dev edits (bench/quality.py --identity-grad, H200)
+# the median ‖∇SDS‖ / ‖∇identity‖ is 0.12 (L1 dominates; the perceptual part is 1/3 of SDS). Of 1, 0.1 and 0.01 tried
+# there, 1 re-renders the source (edit acc 0.17), 0.1 and 0.01 tie (0.83) and 0.1 is closer to the target
+# (docs/quality-issue19.md).
+IDENTITY_SCALE_BUILTIN = 0.1
 ASSET_DIR = Path(__file__).resolve().parents[2] / "assets" / "prior"
 SHIPPED = ASSET_DIR / "prior.safetensors"
 
@@ -49,6 +56,33 @@ class BuiltinPrior(nn.Module):
     x0_range = 1.0  # pixel space: images in [-1, 1]
     default_guidance_scale = GUIDANCE_SCALE_BUILTIN
     delta_min = DELTA_MIN_BUILTIN
+    identity_scale = IDENTITY_SCALE_BUILTIN
+
+    @staticmethod
+    def compose_prompts(edit_prompt: str, source_prompt: str | None) -> tuple[str, str | None]:
+        """The domain's captions: with the source's caption known, c_edit is the caption of the edited object (the
+        prompt names only the change: "sitting", "in blue"); without it, the prompt's own normalised phrase.
+        PromptError for unknown words (naming close known words) or a prompt of filler words only."""
+        from pnr.data.domain.grammar import apply_edit, caption, normalize_phrase, parse_caption
+
+        words = normalize_phrase(edit_prompt)
+        if source_prompt is None:
+            if not words.attributes and words.text != edit_prompt:  # only filler words
+                raise PromptError(f"edit prompt {edit_prompt!r} names nothing the built-in domain knows (ignored: "
+                                  f"{', '.join(words.ignored)}); try e.g. 'in blue', 'striped', 'tall', 'sitting'")
+            return words.text, None
+        try:
+            spec = parse_caption(source_prompt)
+        except PromptError as e:
+            raise PromptError(f"source caption (--source-prompt, or the one stored with the source): {e}") from None
+        return caption(apply_edit(spec, edit_prompt)), caption(spec)
+
+    @staticmethod
+    def read_prompt(edit_prompt: str) -> dict:
+        """Which words of the prompt were used, ignored or mapped (pnr.data.domain.grammar.PhraseWords)."""
+        from pnr.data.domain.grammar import normalize_phrase
+
+        return normalize_phrase(edit_prompt).to_dict()
 
     def __init__(self, cfg: PriorConfig):
         super().__init__()
