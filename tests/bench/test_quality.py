@@ -1,26 +1,14 @@
-"""bench/quality.py end to end on CPU: tiny random prior, tiny field, 1 test edit, pnr + sds, a few steps."""
+"""The quality benchmark (pnr/bench/quality/) end to end on CPU: tiny random prior, tiny field, 1 test edit, pnr +
+sds, a few steps."""
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_quality():
-    spec = importlib.util.spec_from_file_location("bench_quality_under_test", ROOT / "bench" / "quality.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-Q = _load_quality()
+import pnr.bench.quality as Q
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,1 @@
+"""Benchmarks run through `pnr bench NAME ...`: the quality benchmark (pnr/bench/quality/)."""
