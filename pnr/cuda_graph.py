@@ -12,16 +12,17 @@ Set PNR_NO_CUDA_GRAPHS=1 to run everything eagerly.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from typing import Callable
 
 import torch
 from torch import Tensor
 
+from pnr.env import env_flag
+
 
 def enabled() -> bool:
-    return os.environ.get("PNR_NO_CUDA_GRAPHS", "") not in ("1", "true", "yes")
+    return not env_flag("PNR_NO_CUDA_GRAPHS")
 
 
 class GraphCache:

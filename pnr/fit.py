@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -28,46 +27,13 @@ from pnr.errors import CheckpointError, NumericalError, PnrError
 from pnr.field.checkpoint import load_checkpoint, load_extra_tensors, save_checkpoint
 from pnr.field.config import FieldConfig
 from pnr.field.field import Field
-from pnr.io import atomic_write_text
+from pnr.io import atomic_write_text, check_writable
 from pnr.render.cameras import generate_rays
 from pnr.field.contraction import random_points
 from pnr.render.occupancy import OccupancyGrid
 from pnr.render.occupancy_contracted import make_occupancy
 from pnr.render.volume import render
-
-
-@dataclass
-class FitConfig:
-    steps: int = 2000
-    rays_per_batch: int = 4096
-    num_samples: int = 128  # samples per ray across the box
-    lr: float = 1e-2  # instant-ngp Sec. 4: Adam lr 1e-2, betas (0.9, 0.99), eps 1e-15
-    lr_final_ratio: float = 0.1  # exponential decay to lr * ratio at `steps`
-    weight_decay: float = 1e-6  # L2 on MLP weights, instant-ngp Sec. 4
-    checkpoint_every: int = 500
-    occupancy_resolution: int = 64
-    random_background: bool = True
-    # Density penalty at random points in cells the occupancy grid skips (our addition, not from the
-    # paper): skipped cells never get gradients from rendering, so leftover "fog" there would make
-    # renders with and without skipping differ. Weight per mean sigma; points per step.
-    empty_space_weight: float = 1e-3
-    empty_space_points: int = 1024
-    seed: int = 0
-    device: str = "cpu"
-    eval_chunk: int = 1 << 14
-    eval_max_res: int = 256  # held-out views are rendered (and their images area-averaged) to <= this many px a side
-    eval_every: int = 0  # > 0: also evaluate `eval_views` held-out views every this many steps (progress line)
-    eval_views: int = 4
-    # scene normalisation (pnr/data/scene.py): auto | cameras | none; orientation up | none; extra scale factor
-    normalize: str = "auto"
-    orient: str = "up"
-    scale: float = 1.0
-    stop_after: int | None = None  # stop (with a checkpoint) at this step, as if interrupted
-    time_limit_s: float | None = None  # stop (with a checkpoint) after this much training time
-
-    @staticmethod
-    def from_dict(d: dict) -> "FitConfig":
-        return FitConfig(**{k: v for k, v in d.items() if k in FitConfig.__dataclass_fields__})
+from pnr.fit_config import FitConfig, fit_config_for  # noqa: F401  (the settings' home)
 
 
 def psnr(a: Tensor, b: Tensor) -> float:
@@ -106,13 +72,7 @@ def evaluate(field: Field, occupancy: OccupancyGrid | None, data: TransformsData
     return {"psnr": sum(vals) / len(vals), "psnr_per_view": vals, "res": [w, h]}
 
 
-def _check_writable(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise PnrError(f"{out_dir}: cannot create output folder ({e.strerror})") from None
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise PnrError(f"{out_dir}: output folder is not writable")
+_check_writable = check_writable  # the one writability check lives in pnr.io
 
 
 def _split(data: TransformsDataset, name: str) -> TransformsDataset | None:
@@ -126,7 +86,7 @@ def fit(dataset: TransformsDataset, field_cfg: FieldConfig, fit_cfg: FitConfig, 
     Returns (field, occupancy, metrics) where metrics holds held-out ("test"/"val") PSNR when available."""
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoint"
-    _check_writable(out_dir)
+    check_writable(out_dir)
     c, dev = fit_cfg, torch.device(fit_cfg.device)
 
     gen = torch.Generator().manual_seed(c.seed)

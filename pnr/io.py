@@ -45,6 +45,19 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def check_writable(out_dir: str | Path) -> None:
+    """Create `out_dir` (and parents) and check it can be written, before any slow work (PnrError if not)."""
+    from pnr.errors import PnrError
+
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PnrError(f"{out_dir}: cannot create output folder ({e.strerror})") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise PnrError(f"{out_dir}: output folder is not writable")
+
+
 def to_uint8(img) -> np.ndarray:
     """float [0,1] tensor/array or uint8 -> uint8 HxWxC numpy."""
     if hasattr(img, "detach"):

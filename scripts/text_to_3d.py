@@ -218,7 +218,8 @@ def run(a: argparse.Namespace, argv=None) -> int:
     from pnr.metrics.gt_metrics import estimate_background
     from pnr.metrics.image_metrics import render_sanity
     from pnr.priors.load import load_prior
-    from pnr.render.turntable import turntable
+    from pnr.render.orbit import EVAL_ORBIT
+    from pnr.render.turntable import orbit_turntable
 
     t_all = time.time()
     dev = resolve_device(a.device)
@@ -235,8 +236,8 @@ def run(a: argparse.Namespace, argv=None) -> int:
         torch.cuda.empty_cache()
 
     ts = time.time()
-    elevation = 20.0  # the evaluation turntable's orbit (pnr eval; inside the prior's 0-30 degree range)
-    frames = turntable(field, occ, n=a.frames, elevation=elevation, res=a.frame_res).numpy()
+    orbit = EVAL_ORBIT.with_(frames=a.frames, res=a.frame_res)  # pnr eval's orbit (inside the prior's 0-30°)
+    frames = orbit_turntable(field, occ, orbit).numpy()
     files = write_turntable(out, frames)
     pick = np.linspace(0, a.frames, min(8, a.frames), endpoint=False).astype(int)
     save_checkpoint(out / "checkpoint", field, occ, {"caption": a.caption, "t2i": {
@@ -245,7 +246,7 @@ def run(a: argparse.Namespace, argv=None) -> int:
 
     ts = time.time()
     reading = {"skipped": "--encoder none"} if a.encoder == "none" else read_result(
-        a.caption, frames, a.encoder, dev, elevation, a.frame_res)
+        a.caption, frames, a.encoder, dev, orbit.elevation, a.frame_res)
     exact = reading.pop("_exact_frames", None)
     rows = [frames[pick]]
     if exact is not None:

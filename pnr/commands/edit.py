@@ -8,72 +8,55 @@ A DIR holding a partial run (DIR/state.pt) is continued; --restart starts it ove
 
 from __future__ import annotations
 
-import argparse
 import time
-from dataclasses import fields
 from pathlib import Path
 
 from pnr.errors import DataError, PnrError
 
-_SPECIAL = {"method", "eta", "seed"}  # options written out by hand below
+_SPECIAL = {"eta"}  # EditConfig.eta is a number or 'auto' on the command line
 
 
 def add_parser(sub):
-    from pnr.edit.config import METHODS, PRESETS, EditConfig, field_docs
+    from pnr.edit.config import PRESETS, EditConfig, SourceConfig
+    from pnr.settings import add_device_option, add_options
 
     p = sub.add_parser("edit", help="edit a NeRF with a text prompt (Perturb-and-Revise, SDS, PDS, IDU, regen)",
                        description=__doc__)
     p.add_argument("source", help="pnr checkpoint / fit run folder, or a transforms.json dataset (fitted first)")
     p.add_argument("prompt", help='the edit: with the built-in prior name only the change ("sitting", "in blue")')
     p.add_argument("--out", required=True, help="output folder (checkpoint/, edit.json, turntable.mp4, contact.png)")
-    p.add_argument("--method", choices=METHODS, default="pnr")
     p.add_argument("--eta", default="auto", help="perturbation strength in [0, 1], or 'auto' (Alg. 2)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
+                   help=("; ".join(f"{n}: {PRESETS[n].description}" for n in sorted(PRESETS))
+                         + " (default paper)").replace("%", "%%"))
     p.add_argument("--source-prompt", default=None, help="caption of the source (PDS; composes the built-in "
                    "prior's text). Default: the caption stored with the source")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prior", default="builtin", help="builtin | sd15 | sd21 | mvdream | PATH")
     p.add_argument("--editor", default=None, metavar="PATH_OR_HUB_ID",
                    help="--method idu only: edit the dataset views with this InstructPix2Pix (diffusers folder or "
                    "hub id, e.g. timbrooks/instruct-pix2pix) instead of SDEdit with the prior; the prompt is its "
                    "instruction as written, --prior is not used, --idu-ddim-steps sets its denoising steps, its "
                    "noise level is U(0.02, 0.98) (Instruct-NeRF2NeRF) instead of --idu-t")
-    p.add_argument("--device", default="auto", help="cpu, cuda, or auto")
+    add_device_option(p)
     p.add_argument("--restart", action="store_true", help="ignore a partial run in --out and start over")
-    p.add_argument("--fit-steps", type=int, default=2000, help="steps when SOURCE is a dataset")
-    p.add_argument("--field", choices=("default", "small", "tiny"), default="small",
-                   help="field size when SOURCE is a dataset")
+    add_options(p, SourceConfig)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    g = p.add_argument_group("edit settings (defaults from --preset; see docs/edit.md)")
-    docs = field_docs()
-    for f in fields(EditConfig):
-        if f.name in _SPECIAL:
-            continue
-        opt = "--" + f.name.replace("_", "-")
-        default = f.default
-        by_preset = [f"{n} {PRESETS[n][f.name]}" for n in sorted(PRESETS) if f.name in PRESETS[n]]
-        text = (docs.get(f.name, "") + f" (default {default}" + "".join(f"; {b}" for b in by_preset) + ")").strip()
-        text = text.replace("%", "%%")  # argparse formats help with %
-        if isinstance(default, tuple):
-            g.add_argument(opt, type=float, nargs=2, default=None, metavar=("LO", "HI"), help=text)
-        elif isinstance(default, bool):  # --render-graphs / --no-render-graphs
-            g.add_argument(opt, action=argparse.BooleanOptionalAction, default=None, help=text)
-        else:
-            g.add_argument(opt, type=float if default is None else type(default), default=None, help=text)
+
+    def by_preset(name):
+        return "".join(f"; {n} {PRESETS[n].overrides()[name]}" for n in sorted(PRESETS)
+                       if name in PRESETS[n].overrides())
+
+    add_options(p.add_argument_group("edit settings (defaults from --preset; see docs/edit.md)"), EditConfig,
+                PRESETS["paper"].config, exclude=_SPECIAL, extra_help=by_preset)
     p.set_defaults(func=run)
     return p
 
 
 def _config(args):
     from pnr.edit.config import EditConfig, preset
+    from pnr.settings import overrides
 
-    over = {}
-    for f in fields(EditConfig):
-        if f.name in _SPECIAL:
-            continue
-        v = getattr(args, f.name)
-        if v is not None:
-            over[f.name] = tuple(v) if isinstance(v, list) else v
+    over = overrides(args, EditConfig, exclude=_SPECIAL)
     if args.eta == "auto":
         eta = None
     else:
@@ -83,10 +66,7 @@ def _config(args):
             raise PnrError(f"--eta must be 'auto' or a number in [0, 1], got {args.eta!r}") from None
         if not 0.0 <= eta <= 1.0:
             raise PnrError(f"--eta must be in [0, 1], got {eta}")
-    try:
-        return preset(args.preset, method=args.method, eta=eta, seed=args.seed, **over)
-    except ValueError as e:
-        raise PnrError(str(e)) from None
+    return preset(args.preset, eta=eta, **over)
 
 
 def _dataset_json(src: Path) -> Path | None:
@@ -110,22 +90,25 @@ def _load_source(args, out: Path, device: str):
     if tjson is None:
         field, occ, meta = load_checkpoint(src, device=device)
         return field, occ, meta.get("caption"), f"checkpoint {src}"
-    from pnr.commands.fit import field_preset
     from pnr.data.transforms import load_transforms_dataset
+    from pnr.edit.config import SourceConfig
+    from pnr.field.config import field_preset
     from pnr.fit import FitConfig, fit
+    from pnr.settings import config_from
 
     data = load_transforms_dataset(src)
     caption = data.caption
     fit_dir = out / "source"
     resume = (fit_dir / "checkpoint" / "config.json").exists()
-    field, occ, _ = fit(data, field_preset(args.field), FitConfig(steps=args.fit_steps, device=device), fit_dir,
+    scfg = config_from(args, SourceConfig)
+    field, occ, _ = fit(data, field_preset(scfg.field), FitConfig(steps=scfg.fit_steps, device=device), fit_dir,
                         resume=resume, progress=not args.quiet)
     return field, occ, caption, f"dataset {src} (fitted into {fit_dir})"
 
 
 def run(args):
-    from pnr.commands.fit import resolve_device
     from pnr.edit.loop import STATE_FILE
+    from pnr.settings import resolve_device
     from pnr.edit.run import edit_to_dir
 
     cfg = _config(args)

@@ -15,6 +15,9 @@ from pnr.errors import PnrError
 
 
 def add_parser(sub):
+    from pnr.metrics.eval_config import EvalConfig
+    from pnr.settings import add_device_option, add_options
+
     p = sub.add_parser("eval", help="metrics of edits: CLIP directional similarity/consistency, LPIPS, A-LPIPS, GT",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("edits", nargs="+", metavar="EDIT_DIR_OR_CKPT", help="edit folders (pnr edit --out) or edited checkpoints")
@@ -23,31 +26,24 @@ def add_parser(sub):
     p.add_argument("--target-caption", help="caption of the intended result (default: from edit.json / checkpoint meta)")
     p.add_argument("--target-spec", help="ground-truth target: a domain caption or JSON spec")
     p.add_argument("--benchmark", help="benchmark JSON (pnr data benchmark): ground truth looked up by edit id / folder name")
-    p.add_argument("--backbone", default="domain", help="'domain' (shipped encoder), 'domain:DIR', or 'clip:HUB_ID_OR_PATH'")
-    p.add_argument("--net", default="alex", choices=["alex", "vgg"], help="ST-LPIPS trunk")
-    p.add_argument("--views", type=int, default=24, help="turntable frames")
-    p.add_argument("--res", type=int, default=128)
-    p.add_argument("--elevation", type=float, default=20.0)
-    p.add_argument("--radius", type=float, default=3.0)
-    p.add_argument("--samples", type=int, default=128, help="volume-rendering samples per ray")
-    p.add_argument("--no-gt", action="store_true", help="skip ground-truth metrics")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    add_device_option(p)
     p.add_argument("--json", dest="json_out", help="write all results (per edit, every metric) to this JSON file")
+    add_options(p.add_argument_group("evaluation settings (pnr.metrics.eval.EvalConfig)"), EvalConfig)
     p.set_defaults(func=run)
     return p
 
 
 def run(args):
-    import torch
-
     from pnr.io import atomic_write_text
     from pnr.metrics.eval import EvalConfig, evaluate_edit, format_table, load_backbone, resolve_edit
+    from pnr.settings import config_from
 
     device = args.device
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.views < 2:
-        raise PnrError(f"--views {args.views}: need at least 2 turntable frames")
+        from pnr.settings import resolve_device
+
+        device = resolve_device(device)
+    cfg = config_from(args, EvalConfig, device=device)  # out-of-range settings: named, before any work
     if args.json_out:  # before the work, not after it
         j = Path(args.json_out)
         if j.is_dir():
@@ -56,12 +52,6 @@ def run(args):
             j.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise PnrError(f"--json {j}: cannot create its folder ({e.strerror})") from None
-    if args.res < 32:
-        raise PnrError(f"--res {args.res}: the perceptual metrics (ST-LPIPS) need renders of at least 32x32")
-    if args.samples < 1:
-        raise PnrError(f"--samples {args.samples}: must be >= 1")
-    cfg = EvalConfig(views=args.views, res=args.res, elevation=args.elevation, radius=args.radius,
-                     num_samples=args.samples, net=args.net, backbone=args.backbone, device=device, gt=not args.no_gt)
     targets = [resolve_edit(e, args.source, args.benchmark, args.source_caption, args.target_caption, args.target_spec)
                for e in args.edits]
     encoder = load_backbone(cfg.backbone, device)

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 from pnr.errors import PnrError
+from pnr.render.orbit import MESH_PREVIEW_ORBIT
 
 
 def _common(p):
@@ -38,7 +39,7 @@ def add_parser(sub):
     _common(m)
     m.add_argument("--out", required=True, help="FILE.glb, FILE.obj or FILE.ply")
     m.add_argument("--preview", metavar="PNG", help="also write a PNG of the mesh from 4 azimuths (own rasteriser)")
-    m.add_argument("--preview-res", type=int, default=256, help="pixels per view of --preview")
+    m.add_argument("--preview-res", type=int, default=MESH_PREVIEW_ORBIT.res, help="pixels per view of --preview")
     pts = esub.add_parser("points", help="coloured point cloud on the surface (.ply)")
     _common(pts)
     pts.add_argument("--out", required=True, help="FILE.ply")
@@ -82,7 +83,7 @@ def _check(args) -> Path:
 def run(args):
     import time
 
-    from pnr.commands.fit import resolve_device
+    from pnr.settings import resolve_device
     from pnr.export.mesh import export_mesh
 
     out = _check(args)
@@ -91,7 +92,7 @@ def run(args):
     r = export_mesh(args.run, out, args.res, args.threshold, args.min_piece, args.smooth,
                     device=resolve_device(args.device), progress=not args.quiet, skip_empty=not args.all_cells,
                     points=n, seed=getattr(args, "seed", 0), preview_png=getattr(args, "preview", None),
-                    preview_res=getattr(args, "preview_res", 256))
+                    preview_res=getattr(args, "preview_res", MESH_PREVIEW_ORBIT.res))
     lo, hi = r["density_range"]
     what = f"{n} points" if n else f"{r['vertices']} vertices, {r['faces']} faces"
     dropped = f", {r['pieces_dropped']} small pieces dropped" if r["pieces_dropped"] else ""

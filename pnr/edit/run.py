@@ -23,6 +23,7 @@ from pnr.edit.loop import STATE_FILE, EditResult, Guide, edit, write_record
 from pnr.edit.prompts import prompt_words, resolve_prompts
 from pnr.field.field import Field
 from pnr.render.occupancy import OccupancyGrid
+from pnr.render.orbit import EDIT_ORBIT
 
 
 def make_guide(prior, source: Field, source_occ: OccupancyGrid | None, edit_text: str,
@@ -36,23 +37,13 @@ def make_guide(prior, source: Field, source_occ: OccupancyGrid | None, edit_text
 
 
 @torch.no_grad()
-def turntable_frames(field: Field, occ, n: int, res: int, elevation: float = 15.0, radius: float = 3.0,
-                     fov: float = 40.0, num_samples: int = 128):
-    """uint8 [n, res, res, 3] around the object (pnr.render.turntable when present)."""
-    try:
-        from pnr.render.turntable import turntable
-    except ImportError:
-        turntable = None
-    if turntable is not None:
-        return np.asarray(turntable(field, occ, n=n, elevation=elevation, radius=radius, res=res, fov=fov,
-                                    num_samples=num_samples))
-    from pnr.render.cameras import orbit_cameras
-    from pnr.render.volume import render
+def turntable_frames(field: Field, occ, n: int, res: int, elevation: float = EDIT_ORBIT.elevation,
+                     radius: float = EDIT_ORBIT.radius, fov: float = EDIT_ORBIT.fov, num_samples: int = 128):
+    """uint8 [n, res, res, 3] around the object on the edit outputs' orbit (pnr.render.orbit.EDIT_ORBIT)."""
+    from pnr.render.turntable import orbit_turntable
 
-    cams = orbit_cameras(n, elevation_deg=elevation, radius=radius, fov_deg=fov, res=res, azimuth0_deg=-90.0,
-                         device=field.device)
-    rgb = torch.cat([render(field, cams[i], occ, num_samples=num_samples)["rgb"] for i in range(n)])
-    return (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+    orbit = EDIT_ORBIT.with_(frames=n, res=res, elevation=elevation, radius=radius, fov=fov)
+    return np.asarray(orbit_turntable(field, occ, orbit, num_samples=num_samples))
 
 
 def edit_to_dir(source: Field, source_occ: OccupancyGrid | None, prior, edit_prompt: str,

@@ -32,7 +32,7 @@ from pnr.edit.run import make_guide
 from pnr.field.config import FieldConfig
 from pnr.fit import FitConfig, fit
 from pnr.io import atomic_write_text, contact_sheet, save_png, save_video
-from pnr.render.cameras import orbit_cameras
+from pnr.render.orbit import SHOWCASE_ORBIT
 from pnr.render.volume import render
 
 TYPES = ("color", "pattern", "shape", "pose", "object")
@@ -58,15 +58,15 @@ def fit_source(spec, dev, steps: int, res: int = 64, views: int = 40):
 
 
 @torch.no_grad()
-def views_of(field, occ, res: int, n: int = 4) -> np.ndarray:
-    cams = orbit_cameras(n, elevation_deg=15.0, radius=3.0, res=res, azimuth0_deg=-90.0, device=field.device)
+def views_of(field, occ, res: int, n: int = SHOWCASE_ORBIT.frames) -> np.ndarray:
+    cams = SHOWCASE_ORBIT.with_(frames=n, res=res).cameras(field.device)
     rgb = render(field, cams, occ)["rgb"]
     return (rgb.clamp(0, 1) * 255 + 0.5).byte().cpu().numpy()
 
 
 @torch.no_grad()
-def gt_views(spec, res: int, dev, n: int = 4) -> np.ndarray:
-    cams = orbit_cameras(n, elevation_deg=15.0, radius=3.0, res=res, azimuth0_deg=-90.0, device=dev)
+def gt_views(spec, res: int, dev, n: int = SHOWCASE_ORBIT.frames) -> np.ndarray:
+    cams = SHOWCASE_ORBIT.with_(frames=n, res=res).cameras(dev)
     rgba, _ = render_specs([spec], cams, views_per_spec=n, supersample=2)
     rgb = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
     return (rgb.clamp(0, 1) * 255 + 0.5).byte().cpu().numpy()
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     ap.add_argument("--calib", type=int, default=0, help="extra dev edits per type for the η search only")
     ap.add_argument("--calib-only", action="store_true", help="only the η search, on the first --calib dev edits per type")
     ap.add_argument("--paper-timing", action="store_true", help="also time one full `paper` preset edit")
-    ap.add_argument("--res", type=int, default=96, help="figure resolution")
+    ap.add_argument("--res", type=int, default=SHOWCASE_ORBIT.res, help="figure resolution")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from pnr.errors import PnrError
+from pnr.render.orbit import MESH_PREVIEW_ORBIT
 
 MESH_FORMATS = (".glb", ".obj", ".ply")
 DEFAULT_THRESHOLD = 10.0  # sigma; a surface where 1.1 world units of such density would be opaque (1 - e^-11)
@@ -317,13 +318,15 @@ def render_mesh(vertices, faces, colors, cams, light=(0.4, -0.5, 0.8), ambient: 
     return {"rgb": rgb.view(B, H, W, 3), "alpha": torch.isfinite(depth), "depth": depth}
 
 
-def preview(mesh, views: int = 4, res: int = 256, elevation: float = 20.0, radius: float = 3.0,
-            fov: float = 40.0) -> np.ndarray:
+def preview(mesh, views: int = MESH_PREVIEW_ORBIT.frames, res: int = MESH_PREVIEW_ORBIT.res,
+            elevation: float = MESH_PREVIEW_ORBIT.elevation, radius: float = MESH_PREVIEW_ORBIT.radius,
+            fov: float = MESH_PREVIEW_ORBIT.fov) -> np.ndarray:
     """uint8 [h, views * w, 3]: the mesh (vertex colours, shaded) from `views` azimuths, side by side, with the
     cameras of `pnr render` (orbit at `elevation`, `radius`, `fov`, `res` px), cropped to the object."""
     from pnr.render.cameras import orbit_cameras
 
-    cams = orbit_cameras(views, elevation_deg=elevation, radius=radius, fov_deg=fov, res=res, azimuth0_deg=-60.0)
+    cams = orbit_cameras(views, elevation_deg=elevation, radius=radius, fov_deg=fov, res=res,
+                         azimuth0_deg=MESH_PREVIEW_ORBIT.azimuth0)
     colors = getattr(mesh.visual, "vertex_colors", None) if mesh.visual.kind == "vertex" else None
     out = render_mesh(mesh.vertices, mesh.faces, colors, cams, ambient=0.55)
     rgb, hit = out["rgb"], out["alpha"].any(0)

@@ -65,3 +65,14 @@ class FieldConfig:
         if cfg.contraction not in ("none", "mipnerf360"):
             raise CheckpointError(f"field config contraction={cfg.contraction!r}: expected 'none' or 'mipnerf360'")
         return cfg
+
+
+# the named field sizes (`pnr fit --field`, `pnr edit --field` for a dataset source, scripts' --field)
+FIELD_PRESETS = {"default": FieldConfig, "small": FieldConfig.small, "tiny": FieldConfig.tiny}
+
+
+def field_preset(name: str) -> FieldConfig:
+    """The FieldConfig of a named size: default (instant-ngp), small (the sample, edit tests) or tiny (unit tests)."""
+    if name not in FIELD_PRESETS:
+        raise ValueError(f"unknown field preset {name!r}; expected one of {', '.join(FIELD_PRESETS)}")
+    return FIELD_PRESETS[name]()

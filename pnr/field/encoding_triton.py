@@ -20,6 +20,8 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
+from pnr.env import env_flag
+
 try:  # Triton is optional: CPU installs and old GPUs use the torch reference.
     import triton
     import triton.language as tl
@@ -40,7 +42,7 @@ BWD_CONFIG = dict(BLOCK=256, LPP=4, num_warps=4)  # 4 levels per program: 1.858 
 
 
 def disabled_by_env() -> bool:
-    return os.environ.get("PNR_NO_TRITON", "") not in ("", "0")
+    return env_flag("PNR_NO_TRITON", yes=None)
 
 
 def available(*tensors: Tensor) -> bool:

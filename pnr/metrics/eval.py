@@ -18,20 +18,7 @@ from pnr.errors import CheckpointError, PnrError
 from pnr.metrics.clip_metrics import (as_float_chw, directional_consistency_from_embeddings,
                                       directional_similarity_from_embeddings, embed_images)
 from pnr.metrics.image_metrics import a_lpips, lpips_mean
-
-
-@dataclass
-class EvalConfig:
-    views: int = 24  # turntable frames; IN2N-style metrics average over a rendered camera path
-    res: int = 128  # render side (the domain encoder resizes to its own 64)
-    elevation: float = 20.0  # turntable orbit (pnr.render.turntable defaults)
-    radius: float = 3.0
-    fov: float = 40.0
-    num_samples: int = 128  # volume-rendering samples per ray
-    net: str = "alex"  # perceptual trunk: ST-LPIPS alex (default) or vgg
-    backbone: str = "domain"  # "domain", "domain:DIR", or "clip:HUB_ID_OR_PATH"
-    device: str = "cpu"
-    gt: bool = True  # ground-truth metrics when the target object is known
+from pnr.metrics.eval_config import EvalConfig  # noqa: F401  (the settings' home; re-exported)
 
 
 # ------------------------------------------------------------------ backbones

@@ -20,11 +20,13 @@ from pnr.metrics.domain_text import READ_ATTRS, applies
 from pnr.metrics.image_metrics import lpips_mean, psnr, render_sanity
 from pnr.metrics.encoder_data import composite
 from pnr.render.cameras import orbit_cameras
+from pnr.render.orbit import EVAL_ORBIT
 
 
 @torch.no_grad()
-def exact_turntable(spec: G.ObjectSpec, n: int, elevation: float = 20.0, radius: float = 3.0, res: int = 128,
-                    fov: float = 40.0, background: float | torch.Tensor = 1.0, supersample: int = 2,
+def exact_turntable(spec: G.ObjectSpec, n: int, elevation: float = EVAL_ORBIT.elevation,
+                    radius: float = EVAL_ORBIT.radius, res: int = EVAL_ORBIT.res, fov: float = EVAL_ORBIT.fov,
+                    background: float | torch.Tensor = 1.0, supersample: int = 2,
                     device="cpu") -> torch.Tensor:
     """Exact renders of `spec` from the cameras `pnr.render.turntable.turntable` uses -> [n,3,res,res] in [0,1].
 

@@ -10,7 +10,6 @@ sd-v2.1-base-4view, SD-1.5 for sd-v1.5-4view).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 
 from pnr.errors import CheckpointError, PnrError
 from pnr.priors.base import Denoiser
+from pnr.env import env
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,6 @@ def load_prior(name_or_path: str, device: str | torch.device = "cpu", dtype: tor
 
     ckpt = _hub_file(preset.source, preset.filename, offline) if name_or_path in PRIORS else name_or_path
     # a path's base follows its variant (sd-v1.5-4view -> SD-1.5, sd-v2.1-base-4view -> SD-2.1-base)
-    base = base or os.environ.get("PNR_MVDREAM_BASE") or (preset.base if name_or_path in PRIORS else None)
+    base = base or env("PNR_MVDREAM_BASE") or (preset.base if name_or_path in PRIORS else None)
     return load_mvdream(ckpt, base, device, dtype, offline=offline, cfg=mvdream_config,
                         image_size=image_size or preset.image_size)

@@ -17,7 +17,6 @@ from the committed ones no more than an eager rerun's do (docs/speed.md).
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import torch
@@ -26,10 +25,11 @@ from torch import Tensor, nn
 from pnr import rng
 from pnr.render.cameras import Cameras, generate_rays
 from pnr.render.static import occupied_samples, render_rays_static
+from pnr.env import env_flag
 
 
 def enabled() -> bool:
-    return os.environ.get("PNR_RENDER_GRAPHS", "") in ("1", "true", "yes")
+    return env_flag("PNR_RENDER_GRAPHS")
 
 
 class _Render(nn.Module):

@@ -10,17 +10,19 @@ from PIL import Image, ImageDraw
 from pnr.data.domain.grammar import caption, sample_spec
 from pnr.data.domain.render import render_specs
 from pnr.io import to_uint8
-from pnr.render.cameras import Cameras, orbit_cameras
+from pnr.render.cameras import Cameras
+from pnr.render.orbit import DOMAIN_SHEET_ORBIT
 
 
-def contact_sheet_image(n: int = 32, seed: int = 0, res: int = 96, per_row: int = 2, elevation: float = 20.0,
+def contact_sheet_image(n: int = 32, seed: int = 0, res: int = DOMAIN_SHEET_ORBIT.res, per_row: int = 2,
+                        elevation: float = DOMAIN_SHEET_ORBIT.elevation,
                         background: float = 1.0, device="cpu") -> np.ndarray:
     """uint8 [H, W, 3]: `n` random objects (seeded), each as 4 views 90 degrees apart from the front-left,
     with its caption below."""
     rng = random.Random(seed)
     specs = [sample_spec(rng) for _ in range(n)]
-    cams = Cameras.cat([orbit_cameras(4, elevation_deg=elevation, res=res, azimuth0_deg=-135.0, device=device)
-                        for _ in specs])
+    orbit = DOMAIN_SHEET_ORBIT.with_(res=res, elevation=elevation)
+    cams = Cameras.cat([orbit.cameras(device) for _ in specs])
     rgba, _ = render_specs(specs, cams, views_per_spec=4, supersample=2)
     img = rgba[..., :3] * rgba[..., 3:] + background * (1 - rgba[..., 3:])
     img = to_uint8(img.cpu())
