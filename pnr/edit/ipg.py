@@ -26,7 +26,7 @@ def default_perceptual() -> Callable[[Tensor, Tensor], Tensor] | None:
 
         get_perceptual_net("alex")  # load once now, so a missing weight file is reported here
         return lambda a, b: perceptual_distance(a, b, net="alex")
-    except (ImportError, PnrError, OSError) as e:
+    except (PnrError, OSError) as e:
         if not _WARNED:
             warnings.warn(f"perceptual loss unavailable ({e}); the identity-preserving term uses L1 only")
             _WARNED = True

@@ -66,7 +66,7 @@ def hash_encode_torch(x01: Tensor, tables: Tensor, resolutions: list[int] | tupl
 
 def hash_encode(x01: Tensor, tables: Tensor, resolutions: list[int] | tuple[int, ...]) -> Tensor:
     """Hash-grid features [N, L*F] for points x01: [N, 3] in [0, 1] (see module docstring)."""
-    # --- fused-kernel dispatch (helper S, issue 9; pnr/field/encoding_triton.py) ---
+    # --- fused-kernel dispatch (pnr/field/encoding_triton.py) ---
     # CUDA fp32 + importable Triton -> fused forward/backward kernels; PNR_NO_TRITON=1 forces this file's path.
     if x01.is_cuda and tables.is_cuda:
         from pnr.field import encoding_triton

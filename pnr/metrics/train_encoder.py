@@ -37,7 +37,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 200
     max_steps: int = 1_000_000
-    max_seconds: float = 420.0  # wall-clock budget (H100 run: ~7 min, issue 5)
+    max_seconds: float = 420.0  # wall-clock budget (the shipped encoder's run: docs/metrics.md)
     log_every: int = 100
     seed: int = 0
 
@@ -164,7 +164,7 @@ def toy_caption(a: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Command line: python -m pnr.metrics.train_encoder --seconds 420 --out DIR  (the H100 run of issue 5)
+# Command line: python -m pnr.metrics.train_encoder --seconds 420 --out DIR  (docs/metrics.md)
 
 
 def main(argv: list[str] | None = None) -> int:

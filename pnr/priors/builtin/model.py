@@ -21,7 +21,7 @@ from torch import Tensor, nn
 @dataclass
 class PriorConfig:
     """Sizes of the built-in prior. Defaults: ~18M parameters (about 36 MB in fp16), chosen so one
-    ~10-minute H100 run makes visible progress and the shipped weights stay under 40 MB."""
+    short GPU training run makes visible progress (docs/prior-training.md) and the shipped weights stay under 40 MB."""
 
     image_size: int = 64  # pixels, RGB in [-1, 1]
     channels: tuple[int, ...] = (64, 128, 160, 192)  # per UNet level (64, 32, 16, 8 px)

@@ -30,7 +30,7 @@ from pnr.priors.builtin.prior import BuiltinPrior, save_prior
 
 @dataclass
 class TrainConfig:
-    """Defaults sized for one H100 run of ~9 minutes (see docs/prior-training.md)."""
+    """Defaults of the shipped prior's training runs (docs/prior-training.md has their machine and times)."""
 
     batch_groups: int = 48  # objects per step, 4 views each (192 images)
     single_view_every: int = 4  # every k-th step is a V=1 batch (0 = never)
