@@ -1,4 +1,4 @@
-"""`pnr` command line: fit | render | data | prior | edit | eval | bench | export.
+"""`pnr` command line: fit | render | data | prior | edit | batch | eval | bench | export.
 
 Each subcommand lives in pnr/commands/<name>.py with `add_parser(subparsers)`; the chosen one's
 `run(args)` does the work. PnrError, and a filesystem error on a named path (an --out under a file, no
@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from pnr.commands import bench, data, edit, eval as eval_cmd, export, fit, prior, render
+from pnr.commands import batch, bench, data, edit, eval as eval_cmd, export, fit, prior, render
 from pnr.errors import PnrError
 
 
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pnr", description="Perturb-and-Revise: text-guided 3D object editing.")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
-    for mod in (fit, render, data, prior, edit, eval_cmd, bench, export):
+    for mod in (fit, render, data, prior, edit, batch, eval_cmd, bench, export):
         mod.add_parser(sub)
     for sp in _all_subparsers(sub):  # `pnr edit ... --debug` works too (SUPPRESS: it never undoes `pnr --debug`)
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")

@@ -1,0 +1,588 @@
+"""Many edits, spread over workers that each load the prior once (`pnr batch JOBS.jsonl --out DIR`, issue 18).
+
+JOBS.jsonl holds one JSON object per line: {"id", "source", "prompt"} and optionally "method", "preset", "seed",
+"eta", "source_prompt", "fit_steps", "field" and any EditConfig setting by name ("edit_steps": 40). Every line
+is checked before anything runs (`read_jobs`: a PnrError naming the line and the bad key or value).
+
+`run_jobs` runs them on Ray (`pip install 'pnr[batch]'`): one actor per GPU (num_gpus=1) when CUDA is there,
+else N CPU actors; each actor builds its worker once (EditWorker: loads the prior) and is handed one job at a
+time, so a fast worker takes more jobs. Local Ray unless `address` names a cluster (or Ray is already
+initialised by the caller, which is then reused and left running). backend="inline" runs the jobs one after
+another in this process (no Ray; for debugging and machines without it).
+
+Output: DIR/<id>/ is `edit_to_dir`'s folder (checkpoint/, edit.json, turntable.mp4, contact.png) and
+DIR/results.jsonl gets one line per job run: {"id", "status": "done" | "failed", "error", "seconds", ...},
+appended by the driver alone in one write + fsync; a truncated last line (a driver killed mid-write) is
+ignored on read and cut off before the next append. A job whose DIR/<id>/edit.json is finished is skipped
+(a run is resumable: run the same command again; a job stopped half-way continues from its DIR/<id>/state.pt).
+A job that raises, or whose worker process dies, is recorded as failed with the message and the other jobs
+go on (a dead worker is replaced); failed jobs run again on the next run. The last line per id in
+results.jsonl is the job's latest outcome (`read_results`).
+
+For other kinds of job (e.g. the quality benchmark), pass `worker_cls`: a class built once per worker as
+`worker_cls(**worker_kwargs, device="cuda" | "cpu", index=i)` (it must be importable on the workers) whose
+`run(job) -> dict` returns at least {"status": "done" | "failed"} (an exception it raises is recorded as the
+job's failure); jobs need an `id` attribute and must pickle; `is_done(job)` (a result dict or None) decides what
+to skip; `on_result(rec)` sees every outcome in the driver, e.g. to write the records a job returned into a
+file of its own.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from dataclasses import field as dc_field
+from pathlib import Path
+from typing import Any
+
+from pnr.errors import PnrError
+
+RESULTS = "results.jsonl"
+JOB_KEYS = ("id", "source", "prompt", "method", "preset", "seed", "eta", "source_prompt", "fit_steps", "field")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+# ---------------------------------------------------------------------------------------------------- jobs
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    source: str
+    prompt: str
+    method: str = "pnr"
+    preset: str = "paper"
+    seed: int = 0
+    eta: float | None = None  # None: Alg. 2 chooses η
+    source_prompt: str | None = None  # None: the caption stored with the source
+    fit_steps: int = 2000  # a dataset source is fitted first (into DIR/<id>/source), as `pnr edit` does
+    field: str = "small"
+    settings: dict = dc_field(default_factory=dict)  # EditConfig overrides
+    line: int = 0  # line number in JOBS.jsonl (0: made in code)
+
+    def config(self):
+        from pnr.edit.config import preset
+
+        return preset(self.preset, method=self.method, eta=self.eta, seed=self.seed, **self.settings)
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in JOB_KEYS}
+        d.update({k: list(v) if isinstance(v, tuple) else v for k, v in self.settings.items()})
+        return d
+
+
+def _cli_to_key(msg: str) -> str:
+    """EditConfig names settings as CLI options (--edit-steps); in a job they are keys (edit_steps)."""
+    return re.sub(r"--([a-z][a-z0-9-]*)", lambda m: m.group(1).replace("-", "_"), msg)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def parse_job(obj: Any, where: str = "job", check_source: bool = True) -> Job:
+    """A Job from one decoded JSON line; PnrError "<where>: <what is wrong>" otherwise."""
+    from pnr.edit.config import PRESETS, EditConfig
+
+    def bad(msg):
+        raise PnrError(f"{where}: {msg}")
+
+    if not isinstance(obj, dict):
+        bad(f"expected a JSON object {{\"id\": ..., \"source\": ..., \"prompt\": ...}}, got {type(obj).__name__}")
+    cfg_fields = {f.name: f for f in fields(EditConfig)}
+    known = set(JOB_KEYS) | (set(cfg_fields) - {"method", "eta", "seed"})
+    for k in obj:
+        if k not in known:
+            close = difflib.get_close_matches(str(k), sorted(known), n=1, cutoff=0.6)
+            bad(f"unknown key {k!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                + "; a job takes id, source, prompt, method, preset, seed, eta, source_prompt, fit_steps, field "
+                "and EditConfig settings (pnr edit --help)")
+    for k in ("id", "source", "prompt"):
+        if k not in obj:
+            bad(f"missing {k!r}")
+    jid = obj["id"]
+    if _is_int(jid):
+        jid = str(jid)
+    if not isinstance(jid, str) or not _ID.match(jid) or jid in (RESULTS,) or set(jid) == {"."}:
+        bad(f"id {obj['id']!r} must be a folder name: letters, digits, '.', '_', '-' (at most 128), "
+            "starting with a letter or digit")
+    if not isinstance(obj["prompt"], str) or not obj["prompt"].strip():
+        bad(f"prompt {obj['prompt']!r} must be a non-empty string: what to change, e.g. \"in blue\"")
+    if not isinstance(obj["source"], str) or not obj["source"]:
+        bad(f"source {obj['source']!r} must be a path to a pnr checkpoint or a transforms.json dataset")
+    if check_source and not Path(obj["source"]).exists():
+        bad(f"source {obj['source']!r}: no such checkpoint or dataset")
+    sp = obj.get("source_prompt")
+    if sp is not None and not isinstance(sp, str):
+        bad(f"source_prompt {sp!r} must be a string or null")
+    pre = obj.get("preset", "paper")
+    if pre not in PRESETS:
+        bad(f"preset {pre!r} is not one of {', '.join(PRESETS)}")
+    seed = obj.get("seed", 0)
+    if not _is_int(seed):
+        bad(f"seed {seed!r} must be an integer")
+    eta = obj.get("eta")
+    if eta == "auto":
+        eta = None
+    if eta is not None and not _is_num(eta):
+        bad(f"eta {eta!r} must be 'auto' or a number in [0, 1]")
+    fit_steps = obj.get("fit_steps", 2000)
+    if not _is_int(fit_steps) or fit_steps < 1:
+        bad(f"fit_steps {fit_steps!r} must be an integer >= 1")
+    fld = obj.get("field", "small")
+    if fld not in ("default", "small", "tiny"):
+        bad(f"field {fld!r} must be default, small or tiny")
+    method = obj.get("method", "pnr")
+    if not isinstance(method, str):
+        bad(f"method {method!r} must be a string")
+    settings = {}
+    for k, v in obj.items():
+        if k in JOB_KEYS:
+            continue
+        default = cfg_fields[k].default
+        if isinstance(default, tuple):
+            ok = isinstance(v, list) and len(v) == 2 and all(_is_num(x) for x in v)
+            v = tuple(float(x) for x in v) if ok else v
+            want = "a list of two numbers [LO, HI]"
+        elif isinstance(default, bool):
+            ok, want = isinstance(v, bool), "true or false"
+        elif _is_int(default):
+            ok, want = _is_int(v), "an integer"
+        elif isinstance(default, str):
+            ok, want = isinstance(v, str), "a string"
+        else:  # float or None-defaulted float
+            ok, want = _is_num(v) or (v is None and default is None), "a number" + (" or null" if default is None else "")
+            v = float(v) if _is_num(v) else v
+        if not ok:
+            bad(f"{k} {v!r} must be {want}")
+        settings[k] = v
+    job = Job(id=jid, source=obj["source"], prompt=obj["prompt"], method=method, preset=pre, seed=seed,
+              eta=None if eta is None else float(eta), source_prompt=sp, fit_steps=fit_steps, field=fld,
+              settings=settings)
+    try:
+        job.config()  # EditConfig checks every value and names the setting
+    except ValueError as e:  # ConfigError names the setting (.field) and the problem; older ones by flag
+        name, problem = getattr(e, "field", None), getattr(e, "problem", None)
+        bad(f"{name} {problem}" if name and problem else _cli_to_key(str(e)))
+    return job
+
+
+def read_jobs(path: str | Path, check_source: bool = True) -> list[Job]:
+    """Every job of a JOBS.jsonl (blank lines and lines starting with # are skipped), all checked first:
+    PnrError "JOBS.jsonl line N: ..." for the first bad line, and for an id used twice."""
+    path = Path(path)
+    if not path.is_file():
+        raise PnrError(f"{path}: no such jobs file")
+    jobs, seen = [], {}
+    for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not text.strip() or text.lstrip().startswith("#"):
+            continue
+        where = f"{path.name} line {n}"
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise PnrError(f"{where}: not JSON ({e.msg} at column {e.colno})") from None
+        job = parse_job(obj, where, check_source=check_source)
+        job = replace(job, line=n)
+        if job.id in seen:
+            raise PnrError(f"{where}: id {job.id!r} is used by line {seen[job.id]} too; every job needs its own id "
+                           "(its output folder)")
+        seen[job.id] = n
+        jobs.append(job)
+    if not jobs:
+        raise PnrError(f"{path}: no jobs (one JSON object per line)")
+    return jobs
+
+
+# ----------------------------------------------------------------------------------------- results.jsonl
+
+
+def _repair(path: Path) -> bool:
+    """Cuts a truncated last line (no newline: a writer killed mid-write) off `path`. True if it did."""
+    if not path.is_file():
+        return False
+    with open(path, "rb+") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        if size == 0:
+            return False
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return False
+        f.seek(max(0, size - (1 << 20)))  # look back at most 1 MiB for the last newline
+        tail = f.read()
+        cut = tail.rfind(b"\n")
+        keep = (size - len(tail) + cut + 1) if cut >= 0 else 0
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    return True
+
+
+def append_result(path: str | Path, rec: dict) -> None:
+    """One JSON line appended in a single write, then fsync (a crash leaves at most a truncated last line)."""
+    line = (json.dumps(rec, default=_json_default) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_results(path: str | Path) -> dict[str, dict]:
+    """{id: its last record} of a results.jsonl; unreadable lines (a truncated last line) are skipped."""
+    out = {}
+    path = Path(path)
+    if not path.is_file():
+        return out
+    for text in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "id" in rec:
+            out[str(rec["id"])] = rec
+    return out
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)
+
+
+def finished_edit(out_dir: str | Path, job: Job) -> dict | None:
+    """The result line of a job whose DIR/<id>/edit.json is finished, else None. A finished edit of another
+    prompt or method in that folder is an error (PnrError): the job would silently not run."""
+    p = Path(out_dir) / job.id / "edit.json"
+    try:
+        rec = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or not rec.get("finished"):
+        return None
+    if rec.get("prompt") != job.prompt or rec.get("method") != job.method:
+        raise PnrError(f"{p.parent} holds a finished edit of {rec.get('prompt')!r} (method {rec.get('method')}), "
+                       f"not job {job.id!r}'s {job.prompt!r} ({job.method}); remove the folder or give the job "
+                       "another id")
+    return {"id": job.id, "status": "done", "out": str(p.parent), "prompt": job.prompt, "method": job.method,
+            "eta": rec.get("eta"), "conditioning_text": rec.get("conditioning_text"),
+            "edit_seconds": (rec.get("seconds") or {}).get("total"), "recovered_from": "edit.json"}
+
+
+# ------------------------------------------------------------------------------------------------ worker
+
+
+def _message(e: BaseException) -> str:
+    return str(e) if isinstance(e, PnrError) else f"{type(e).__name__}: {e}"
+
+
+class EditWorker:
+    """Loads the prior once; `run(job)` edits job.source into out_dir/<job.id> with `edit_to_dir` and returns
+    its result line (never raises for a job's own failure)."""
+
+    def __init__(self, out_dir: str, prior: str = "builtin", device: str = "cpu", index: int = 0,
+                 threads: int | None = None):
+        import torch
+
+        from pnr.priors.load import load_prior
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.out_dir, self.prior_name, self.device, self.index = Path(out_dir), prior, device, index
+        t0 = time.time()
+        self.prior = load_prior(prior, device=device)
+        self.load_seconds = time.time() - t0
+        self._src_key, self._src = None, None  # the last checkpoint source (jobs on one source reuse it)
+
+    def _source(self, job: Job, out: Path):
+        from types import SimpleNamespace
+
+        from pnr.commands.edit import _load_source
+
+        if self._src_key == job.source:
+            return self._src
+        args = SimpleNamespace(source=job.source, fit_steps=job.fit_steps, field=job.field, quiet=True)
+        src = _load_source(args, out, self.device)
+        if src[3].startswith("checkpoint"):  # a dataset is fitted into the job's own folder: not shared
+            self._src_key, self._src = job.source, src
+        return src
+
+    def run(self, job: Job) -> dict:
+        from pnr.edit.run import edit_to_dir
+
+        t0 = time.time()
+        out = self.out_dir / job.id
+        base = {"id": job.id, "prompt": job.prompt, "method": job.method, "out": str(out), "worker": self.index,
+                "host": socket.gethostname(), "pid": os.getpid(), "device": self.device}
+        try:
+            cfg = job.config()
+            field, occ, caption, desc = self._source(job, out)
+            res, rec = edit_to_dir(field, occ, self.prior, job.prompt, job.source_prompt or caption, cfg, out,
+                                   resume=True, progress=False,
+                                   extra_record={"source": desc, "prior": self.prior_name, "preset": job.preset,
+                                                 "batch": {"job": job.to_dict(), "worker": self.index}})
+            return {**base, "status": "done", "eta": res.eta, "conditioning_text": rec["conditioning_text"],
+                    "resumed_from": res.resumed_from, "edit_seconds": res.seconds, "seconds": time.time() - t0}
+        except Exception as e:  # noqa: BLE001 - a job's failure is its result, never the batch's
+            tb = None if isinstance(e, PnrError) else traceback.format_exc()[-4000:]
+            return {**base, "status": "failed", "error": _message(e), "traceback": tb, "seconds": time.time() - t0}
+
+    def ping(self) -> int:
+        return os.getpid()
+
+
+# ------------------------------------------------------------------------------------------------ driver
+
+
+@dataclass
+class BatchSummary:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    workers: int = 0
+    results: str = ""
+    failed_ids: list = dc_field(default_factory=list)
+
+    @property
+    def jobs_per_minute(self) -> float:
+        return self.done / (self.seconds / 60.0) if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        return (f"{self.done} done, {self.skipped} skipped, {self.failed} failed in {self.seconds:.1f} s on "
+                f"{self.workers} worker{'s' * (self.workers != 1)} ({self.jobs_per_minute:.2f} jobs/min); "
+                f"results in {self.results}")
+
+
+def plan_workers(workers: int | None, device: str, address: str | None) -> tuple[int, bool]:
+    """(number of workers, on GPU?). GPU: one per GPU (`workers` caps it); CPU: `workers`, default 1."""
+    import torch
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise PnrError(f"--device {device!r}: expected auto, cpu or cuda")
+    if workers is not None and workers < 1:
+        raise PnrError(f"--workers must be >= 1, got {workers}")
+    gpus = 0
+    if device != "cpu":
+        if address is not None:
+            import ray
+
+            gpus = int(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0
+        else:
+            gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if device == "cuda" and gpus == 0:
+            raise PnrError("--device cuda: no CUDA GPU " + ("in the Ray cluster" if address else "here"))
+    if gpus:
+        return (min(gpus, workers) if workers else gpus), True
+    return (workers or 1), False
+
+
+def _ray_init(address: str | None, n: int, gpu: bool):
+    """Connects to (or starts) Ray; returns (ray, whether we started it, so must shut it down)."""
+    try:
+        import ray
+    except ImportError:
+        raise PnrError("pnr batch runs on Ray: pip install 'pnr[batch]' (or ray); --backend inline runs the jobs "
+                       "one after another in this process instead") from None
+    if ray.is_initialized():
+        return ray, False
+    import logging
+
+    kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    if address:
+        ray.init(address=address, **kw)
+    else:
+        import torch
+
+        ncpu = max(n, os.cpu_count() or 1) if gpu else n
+        ray.init(address="local", num_cpus=ncpu, num_gpus=torch.cuda.device_count() if gpu else 0, **kw)
+    return ray, True
+
+
+def run_jobs(jobs: list, out_dir: str | Path, prior: str = "builtin", workers: int | None = None,
+             device: str = "auto", address: str | None = None, backend: str = "ray", progress: bool = True,
+             worker_cls: type | None = None, worker_kwargs: dict | None = None,
+             is_done: Callable[[Any], dict | None] | None = None,
+             on_result: Callable[[dict], None] | None = None, results: str | Path | None = None) -> BatchSummary:
+    """Runs `jobs` (read_jobs' Jobs, or anything with `.id` for a custom worker_cls) into out_dir; see the module
+    doc. Returns the counts; every outcome is also a line of `results` (default out_dir/results.jsonl).
+    `on_result(rec)` is called in this process after each job's line is written."""
+    from tqdm import tqdm
+
+    if backend not in ("ray", "inline"):
+        raise PnrError(f"--backend {backend!r}: expected ray or inline")
+    t0 = time.time()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PnrError(f"--out {out_dir} exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res_path = Path(results) if results is not None else out_dir / RESULTS
+    if _repair(res_path) and progress:
+        tqdm.write(f"pnr batch: cut a truncated last line off {res_path}")
+    ids = [str(j.id) for j in jobs]
+    if len(set(ids)) != len(ids):
+        raise PnrError("job ids repeat: every job needs its own id")
+    if worker_cls is None:
+        from pnr.priors.load import PRIORS, detect_kind
+
+        if prior not in PRIORS:
+            detect_kind(prior)  # a missing or unusable --prior path: one error now, not one per job
+            prior = str(Path(prior).resolve())
+        worker_cls, is_done = EditWorker, (is_done or (lambda j: finished_edit(out_dir, j)))
+        worker_kwargs = {"out_dir": str(out_dir.resolve()), "prior": prior, **(worker_kwargs or {})}
+        # workers may not share this process's folder (a cluster): paths go to them absolute
+        jobs = [replace(j, source=str(Path(j.source).resolve())) if isinstance(j, Job) else j for j in jobs]
+    worker_kwargs = dict(worker_kwargs or {})
+    summary = BatchSummary(results=str(res_path))
+    written = read_results(res_path)
+    todo = []
+    for j in jobs:
+        rec = is_done(j) if is_done is not None else None
+        if rec is None:
+            todo.append(j)
+            continue
+        summary.skipped += 1
+        if written.get(str(j.id), {}).get("status") != "done":  # finished but its line was lost (a kill): add it
+            append_result(res_path, rec)
+    bar = tqdm(total=len(jobs), initial=summary.skipped, unit="job", desc="pnr batch", disable=not progress,
+               dynamic_ncols=True)
+
+    def record(rec: dict) -> None:
+        rec = {**rec, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        append_result(res_path, rec)
+        if rec.get("status") == "done":
+            summary.done += 1
+        else:
+            summary.failed += 1
+            summary.failed_ids.append(rec.get("id"))
+            if progress:
+                tqdm.write(f"pnr batch: job {rec.get('id')} failed: {rec.get('error')}")
+        bar.set_postfix(done=summary.done, failed=summary.failed, refresh=False)
+        bar.update(1)
+        if on_result is not None:
+            on_result(rec)
+
+    try:
+        if todo and backend == "inline":
+            summary.workers = 1
+            dev = "cuda" if plan_workers(1, device, None)[1] else "cpu"
+            w = worker_cls(**{**worker_kwargs, "device": dev, "index": 0})
+            for j in todo:
+                try:
+                    rec = w.run(j)
+                except Exception as e:  # noqa: BLE001
+                    rec = {"id": str(j.id), "status": "failed", "error": _message(e)}
+                record(rec)
+        elif todo:
+            _run_ray(todo, worker_cls, worker_kwargs, workers, device, address, record, summary)
+    finally:
+        bar.close()
+    summary.seconds = time.time() - t0
+    return summary
+
+
+def _run_ray(todo, worker_cls, worker_kwargs, workers, device, address, record, summary) -> None:
+    # Ray is started first when joining a cluster: its GPUs decide the number of workers
+    if address:
+        ray, own = _ray_init(address, 0, False)
+        n, gpu = plan_workers(workers, device, address)
+    else:
+        n, gpu = plan_workers(workers, device, None)
+        ray, own = _ray_init(None, n, gpu)
+    n = min(n, len(todo))
+    summary.workers = n
+    try:
+        actor_cls = ray.remote(worker_cls)
+        threads = None if gpu or address else max(1, (os.cpu_count() or 1) // n)
+        extra = {} if threads is None or "threads" not in _init_params(worker_cls) else {"threads": threads}
+
+        def start(i):
+            opts = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": 1}
+            return actor_cls.options(**opts).remote(**worker_kwargs, **extra, device="cuda" if gpu else "cpu",
+                                                    index=i)
+
+        actors = {i: start(i) for i in range(n)}
+        served, strikes = dict.fromkeys(actors, 0), dict.fromkeys(actors, 0)  # jobs done / deaths before any job
+        queue = list(todo)
+        inflight = {}  # ObjectRef -> (worker index, job)
+
+        def submit(i):
+            if queue and i in actors:
+                j = queue.pop(0)
+                inflight[actors[i].run.remote(j)] = (i, j)
+
+        for i in range(n):
+            submit(i)
+        while inflight:
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            ref = ready[0]
+            i, j = inflight.pop(ref)
+            try:
+                rec = ray.get(ref)
+            except ray.exceptions.RayActorError as e:  # the worker process died (killed, OOM, a crash)
+                first = _death_message(e)
+                why = first if first.startswith("the worker could not start") else \
+                    f"the worker process died while running this job ({first})"
+                rec = {"id": str(j.id), "status": "failed", "worker": i,
+                       "error": f"{why}; run the batch again to retry it"}
+                try:
+                    ray.kill(actors[i])
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
+                strikes[i] = strikes[i] + 1 if served[i] == 0 else 1
+                if strikes[i] < 2:
+                    actors[i], served[i] = start(i), 0  # a fresh worker takes the next jobs
+                else:  # it dies before finishing any job (e.g. cannot start): no more restarts of this one
+                    del actors[i]
+                    if not actors:
+                        for q in queue:
+                            record({"id": str(q.id), "status": "failed",
+                                    "error": f"not run: no worker could start or keep running ({first})"})
+                        queue.clear()
+            except ray.exceptions.RayTaskError as e:
+                rec = {"id": str(j.id), "status": "failed", "worker": i, "error": _message(e.cause or e)}
+            else:
+                served[i] += 1
+            record(rec)
+            submit(i)
+    finally:
+        if own:
+            ray.shutdown()
+
+
+def _death_message(e: BaseException) -> str:
+    """What a RayActorError says, in one line: the exception of a worker that could not start, else its first
+    line (e.g. 'The actor died unexpectedly before finishing this task')."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+    lines = [t.strip() for t in text.splitlines() if t.strip()]
+    if not lines:
+        return type(e).__name__
+    if "creation task" in lines[0]:
+        errs = [t for t in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt|Exit): ", t)]
+        if errs:
+            return f"the worker could not start: {errs[-1][:400]}"
+    return lines[0][:300]
+
+
+def _init_params(cls) -> set:
+    import inspect
+
+    try:
+        return set(inspect.signature(cls.__init__).parameters)
+    except (TypeError, ValueError):
+        return set()
