@@ -110,11 +110,11 @@ def add_options(parser, cls, defaults=None, *, exclude=(), only=None, extra_help
     return added
 
 
-def overrides(args, cls, *, exclude=()) -> dict:
+def overrides(args, cls, *, exclude=(), only=None) -> dict:
     """{setting: value} of the options of `cls` given on the command line (lists back to tuples)."""
     out = {}
     for f in fields(cls):
-        if f.name in exclude or not f.metadata.get("cli", True):
+        if f.name in exclude or (only is not None and f.name not in only) or not f.metadata.get("cli", True):
             continue
         v = getattr(args, f.name, None)
         if v is not None:

@@ -15,12 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 from pnr.data.transforms import load_transforms_dataset
+from pnr.edit.config import SourceConfig
+from pnr.edit.prepare import fit_dataset
 from pnr.field.checkpoint import load_checkpoint, save_checkpoint
-from pnr.field.config import FieldConfig
-from pnr.fit import FitConfig, fit
+from pnr.settings import add_device_option, resolve_device
 
 
 def main() -> None:
@@ -30,8 +30,9 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=64)
     ap.add_argument("--res", type=int, default=64)
     ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device_option(ap)
     a = ap.parse_args()
+    a.device = resolve_device(a.device)
     import subprocess
     import sys
 
@@ -40,7 +41,8 @@ def main() -> None:
                     "--res", str(a.res), "--out", str(tmp / "data")], check=True)
     ds = load_transforms_dataset(tmp / "data")
     t0 = time.time()
-    field, occ, metrics = fit(ds, FieldConfig.small(), FitConfig(steps=a.steps, device=a.device), tmp / "run", progress=False)
+    field, occ, metrics = fit_dataset(ds, tmp / "run", a.device, SourceConfig(field="small", fit_steps=a.steps),
+                                      resume=False, progress=False)
     print(f"fit {a.steps} steps on {a.device} in {time.time() - t0:.1f}s: {json.dumps(metrics)}")
     out = Path(a.out)
     if out.exists():

@@ -53,6 +53,19 @@ SCHEDULES = {
 STATE_EVERY = 100  # with --max-seconds: the loop writes its state this often; a stop lands on one of these
 
 
+def _t2i_config():
+    from pnr.edit.config import EditConfig
+
+    # η = 1 (a fresh field), no search, no revise; 32 samples per ray (one segment of the renderer); the state is
+    # written every STATE_EVERY steps (set again by edit_config)
+    return EditConfig(eta=1.0, search_steps=0, edit_steps=1500, revise_steps=0, num_samples=32,
+                      checkpoint_every=STATE_EVERY)
+
+
+T2I_CONFIG = _t2i_config()  # the loop's settings here; --steps/--seed/--frames/--frame-res and T2I_OPTIONS change them
+T2I_OPTIONS = ("res_low", "res_high", "num_samples", "guidance_scale")  # EditConfig settings offered as options
+
+
 class _OutOfTime(Exception):
     pass
 
@@ -63,21 +76,22 @@ def _sync(dev: str) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from pnr.edit.config import EditConfig
+    from pnr.field.config import FIELD_PRESETS
+    from pnr.settings import add_device_option, add_options
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("caption", help='the full caption, e.g. "a green striped vase"')
     ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--device", default="auto", help="cpu, cuda, or auto")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=T2I_CONFIG.edit_steps, help="edit-loop steps")
+    add_device_option(ap)
+    ap.add_argument("--seed", type=int, default=T2I_CONFIG.seed)
     ap.add_argument("--prior", default="builtin", help="builtin | PATH (any --prior of `pnr edit`)")
     ap.add_argument("--schedule", choices=sorted(SCHEDULES), default="anneal")
-    ap.add_argument("--guidance-scale", type=float, default=None, help="default: the edit loop's (20)")
-    ap.add_argument("--field", choices=("default", "small", "tiny"), default="small")
-    ap.add_argument("--res-low", type=int, default=32, help="render side before the milestone (half the steps)")
-    ap.add_argument("--res-high", type=int, default=64, help="render side from the milestone on")
-    ap.add_argument("--num-samples", type=int, default=32, help="samples per ray while optimising")
-    ap.add_argument("--frames", type=int, default=24, help="turntable frames")
-    ap.add_argument("--frame-res", type=int, default=96)
+    ap.add_argument("--field", choices=tuple(FIELD_PRESETS), default="small")
+    ap.add_argument("--frames", type=int, default=T2I_CONFIG.turntable_frames, help="turntable frames")
+    ap.add_argument("--frame-res", type=int, default=T2I_CONFIG.turntable_res, help="turntable resolution")
+    add_options(ap.add_argument_group("loop settings (EditConfig)"), EditConfig, T2I_CONFIG, only=T2I_OPTIONS)
     ap.add_argument("--encoder", default="domain", help="backbone for the attribute reading "
                     "(domain | domain:DIR | none)")
     ap.add_argument("--max-seconds", type=float, default=None, help="cap on the optimisation loop's wall time")
@@ -89,32 +103,30 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def edit_config(a: argparse.Namespace):
-    from pnr.edit.config import EditConfig
+    from dataclasses import replace
 
-    over = dict(SCHEDULES[a.schedule])
-    if a.guidance_scale is not None:
-        over["guidance_scale"] = a.guidance_scale
-    return EditConfig(eta=1.0, search_steps=0, edit_steps=a.steps, revise_steps=0, seed=a.seed,
-                      res_low=a.res_low, res_high=a.res_high, num_samples=a.num_samples,
-                      checkpoint_every=STATE_EVERY, turntable_frames=a.frames, turntable_res=a.frame_res, **over)
+    from pnr.edit.config import EditConfig
+    from pnr.settings import overrides
+
+    return replace(T2I_CONFIG, edit_steps=a.steps, seed=a.seed, turntable_frames=a.frames, turntable_res=a.frame_res,
+                   checkpoint_every=STATE_EVERY, **SCHEDULES[a.schedule], **overrides(a, EditConfig, only=T2I_OPTIONS))
 
 
 def optimise(a: argparse.Namespace, prior, dev: str, out: Path) -> dict:
     """The field from the caption through the edit loop -> {field, occ, losses, seconds, stopped_early_at, cfg}."""
-    from pnr.commands.fit import field_preset
     from pnr.edit.loop import STATE_FILE, edit, load_state
-    from pnr.edit.prompts import resolve_prompts
-    from pnr.edit.run import make_guide
+    from pnr.edit.prepare import prepare_guide
+    from pnr.field.config import field_preset
     from pnr.field.field import Field
     from pnr.render.occupancy import OccupancyGrid
 
     cfg = edit_config(a)
     fcfg = field_preset(a.field)
-    text, _ = resolve_prompts(prior, a.caption, None, cfg.method)  # unknown words -> PromptError
     # the loop starts from init_params(fcfg, seed + 1) (η = 1); the "source" is that same fresh field
     source = Field(fcfg, seed=cfg.seed + 1, device=dev)
     occ = OccupancyGrid(64, fcfg.bound, device=dev)
-    guide = make_guide(prior, source, occ, text, None)
+    prep = prepare_guide(prior, source, occ, a.caption, None, cfg)  # unknown words -> PromptError
+    guide, text = prep.guide, prep.edit_text
     (out / STATE_FILE).unlink(missing_ok=True)
     budget = a.max_seconds
     _sync(dev)
@@ -211,7 +223,7 @@ def main(argv=None) -> int:
 
 
 def run(a: argparse.Namespace, argv=None) -> int:
-    from pnr.commands.fit import resolve_device
+    from pnr.settings import resolve_device
     from pnr.edit.loop import write_record
     from pnr.field.checkpoint import save_checkpoint
     from pnr.io import contact_sheet, save_png

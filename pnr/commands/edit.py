@@ -8,10 +8,9 @@ A DIR holding a partial run (DIR/state.pt) is continued; --restart starts it ove
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from pnr.errors import DataError, PnrError
+from pnr.errors import PnrError
 
 _SPECIAL = {"eta"}  # EditConfig.eta is a number or 'auto' on the command line
 
@@ -69,98 +68,35 @@ def _config(args):
     return preset(args.preset, eta=eta, **over)
 
 
-def _dataset_json(src: Path) -> Path | None:
-    if src.is_file() and src.suffix == ".json" and src.name != "config.json":
-        return src
-    for name in ("transforms.json", "transforms_train.json"):
-        if src.is_dir() and (src / name).exists():
-            return src / name
-    return None
-
-
 def _load_source(args, out: Path, device: str):
-    """-> (field, occupancy, caption or None, description). A dataset is fitted into DIR/source first."""
-    from pnr.field.checkpoint import load_checkpoint
-
-    src = Path(args.source)
-    if not src.exists():
-        raise DataError(f"{src}: no such checkpoint or dataset")
-    is_ckpt = (src / "config.json").exists() or (src / "checkpoint" / "config.json").exists() or src.name == "config.json"
-    tjson = None if is_ckpt else _dataset_json(src)
-    if tjson is None:
-        field, occ, meta = load_checkpoint(src, device=device)
-        return field, occ, meta.get("caption"), f"checkpoint {src}"
-    from pnr.data.transforms import load_transforms_dataset
+    """Deprecated (use pnr.edit.prepare.load_source): -> (field, occupancy, caption, description)."""
     from pnr.edit.config import SourceConfig
-    from pnr.field.config import field_preset
-    from pnr.fit import FitConfig, fit
+    from pnr.edit.prepare import load_source
     from pnr.settings import config_from
 
-    data = load_transforms_dataset(src)
-    caption = data.caption
-    fit_dir = out / "source"
-    resume = (fit_dir / "checkpoint" / "config.json").exists()
-    scfg = config_from(args, SourceConfig)
-    field, occ, _ = fit(data, field_preset(scfg.field), FitConfig(steps=scfg.fit_steps, device=device), fit_dir,
-                        resume=resume, progress=not args.quiet)
-    return field, occ, caption, f"dataset {src} (fitted into {fit_dir})"
+    field, occ, src = load_source(args.source, out, device, config_from(args, SourceConfig),
+                                  progress=not getattr(args, "quiet", False))
+    desc = (f"checkpoint {src.path}" if src.kind == "checkpoint"
+            else f"dataset {src.path} (fitted into {Path(src.checkpoint).parent})")
+    return field, occ, src.caption, desc
 
 
 def run(args):
-    from pnr.edit.loop import STATE_FILE
-    from pnr.settings import resolve_device
-    from pnr.edit.run import edit_to_dir
+    from pnr.edit.config import SourceConfig
+    from pnr.edit.prepare import prepare_edit
+    from pnr.settings import config_from
 
     cfg = _config(args)
-    if not args.prompt or not args.prompt.strip():
-        raise PnrError("the edit prompt is empty: say what to change, e.g. \"sitting\" or \"in blue\"")
-    if args.editor and cfg.method != "idu":
-        raise PnrError(f"--editor is used only by --method idu (the dataset update's image editor), "
-                       f"not --method {cfg.method}")
-    device = resolve_device(args.device)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise PnrError(f"--out {out} exists and is not a folder")
-    if args.restart:
-        (out / STATE_FILE).unlink(missing_ok=True)
-    if (out / "edit.json").is_file() and not (out / STATE_FILE).exists():
-        print(f"pnr edit: {out} holds a finished edit; running it again replaces its files")
-    t0 = time.time()
-    if args.editor:
-        from pnr.priors.ip2p import IP2PConfig, load_ip2p
-
-        editor, prior = load_ip2p(args.editor, device=device, cfg=IP2PConfig(steps=cfg.idu_ddim_steps)), None
-    else:
-        editor, prior = None, _load_prior(args.prior, device)
-    field, occ, caption, desc = _load_source(args, out, device)
-    source_prompt = args.source_prompt or caption
-    res, rec = edit_to_dir(field, occ, prior, args.prompt, source_prompt, cfg, out, resume=True,
-                           progress=not args.quiet, editor=editor,
-                           extra_record={"source": desc, "prior": None if editor else args.prior,
-                                         "editor": args.editor, "preset": args.preset,
-                                         "wall_seconds_incl_loading": None})
-    rec["wall_seconds_incl_loading"] = time.time() - t0
-    from pnr.edit.loop import write_record
-
-    write_record(out / "edit.json", rec)
-    extra = f", source caption {source_prompt!r}" if source_prompt else ""
+    prep = prepare_edit(args.source, args.prompt, cfg, args.out, prior=args.prior, editor=args.editor,
+                        device=args.device, source_prompt=args.source_prompt,
+                        source_cfg=config_from(args, SourceConfig), restart=args.restart, progress=not args.quiet,
+                        preset=args.preset)
+    if prep.replaces_finished:
+        print(f"pnr edit: {prep.out} holds a finished edit; running it again replaces its files")
+    res, rec = prep.run(progress=not args.quiet)
+    extra = f", source caption {prep.source_prompt!r}" if prep.source_prompt else ""
     eta = f", eta {res.eta:.3f}" if cfg.method in ("pnr", "regen") else ""  # the baselines have no η
     resumed = f", resumed from step {res.resumed_from}" if res.resumed_from else ""
-    print(f"edit ({cfg.method}{eta}{extra}): {rec['conditioning_text']!r} in {res.seconds:.1f} s on {device}"
-          f"{resumed}; wrote {out}: {', '.join(rec['outputs'])}")
+    print(f"edit ({cfg.method}{eta}{extra}): {rec['conditioning_text']!r} in {res.seconds:.1f} s on {prep.device}"
+          f"{resumed}; wrote {prep.out}: {', '.join(rec['outputs'])}")
     return 0
-
-
-def _load_prior(name: str, device: str):
-    try:
-        from pnr.priors.load import load_prior
-    except ImportError:
-        load_prior = None
-    if load_prior is not None:
-        return load_prior(name, device=device)
-    from pnr.priors.builtin.prior import load_builtin_prior
-
-    if name not in ("builtin",) and not Path(name).exists():
-        raise PnrError(f"--prior {name}: only the built-in prior (or a path to its checkpoint) is available")
-    return load_builtin_prior(None if name == "builtin" else name, device=device)
-

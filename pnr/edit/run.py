@@ -1,5 +1,7 @@
 """One edit from a loaded source and prior to files in DIR: prompts -> Guide -> `edit` -> outputs.
 
+Loading, fitting and checking what an edit needs is pnr.edit.prepare (`prepare_edit`); this module runs it.
+
 DIR/checkpoint/      edited field (pnr.field.checkpoint format; meta holds the edited caption)
 DIR/edit.json        every setting, seed, prompts, η and its loss trace, losses, timings
 DIR/turntable.mp4    source | edit side by side, one orbit
@@ -16,11 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dataclasses import replace
-
-from pnr.edit.config import EditConfig, with_prior_defaults
+from pnr.edit.config import EditConfig
 from pnr.edit.loop import STATE_FILE, EditResult, Guide, edit, write_record
-from pnr.edit.prompts import prompt_words, resolve_prompts
+from pnr.edit.prompts import prompt_words
 from pnr.field.field import Field
 from pnr.render.occupancy import OccupancyGrid
 from pnr.render.orbit import EDIT_ORBIT
@@ -49,27 +49,23 @@ def turntable_frames(field: Field, occ, n: int, res: int, elevation: float = EDI
 def edit_to_dir(source: Field, source_occ: OccupancyGrid | None, prior, edit_prompt: str,
                 source_prompt: str | None, cfg: EditConfig, out_dir: str | Path, resume: bool = True,
                 progress: bool = True, extra_record: dict | None = None, on_step=None,
-                turntable_samples: int = 128, editor=None) -> tuple[EditResult, dict]:
+                turntable_samples: int = 128, editor=None,
+                started_at: float | None = None) -> tuple[EditResult, dict]:
     """Runs the edit and writes DIR (see module doc). Returns (result, the edit.json record).
     `editor` (method idu only): an image editor with `edit_images(images, instruction, cond_images, generator)`
     (pnr.priors.ip2p.IP2PEditor) that edits the dataset views instead of SDEdit with `prior` (which may then be
-    None); it gets the prompt as written, and views per group default to 4."""
+    None); it gets the prompt as written, and views per group default to 4. `started_at` (a time.time()):
+    edit.json also records `wall_seconds_incl_loading` since then (pnr.edit.prepare.PreparedEdit.run). edit.json
+    is written once, here, when the edit is complete."""
     from pnr.field.checkpoint import save_checkpoint
     from pnr.io import contact_sheet, save_png, save_video
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    edit_text, source_text = resolve_prompts(None if editor is not None else prior, edit_prompt, source_prompt,
-                                             cfg.method)
-    if editor is None:
-        guide = make_guide(prior, source, source_occ, edit_text, source_text)
-    else:
-        if cfg.method != "idu":
-            raise ValueError(f"an image editor is used only by method idu, not {cfg.method!r}")
-        guide = Guide(prior, None, None, None, source.eval(), source_occ, None,
-                      editor=lambda imgs, src, g: editor.edit_images(imgs, edit_text, src, generator=g))
-        cfg = cfg if cfg.views else replace(cfg, views=4)
-    cfg = with_prior_defaults(cfg, prior)
+    from pnr.edit.prepare import prepare_guide
+
+    prep = prepare_guide(prior, source, source_occ, edit_prompt, source_prompt, cfg, editor)
+    guide, cfg, edit_text, source_text = prep.guide, prep.cfg, prep.edit_text, prep.source_text
     task = {"edit text": edit_text, "source text": source_text,
             "editor": type(editor).__name__ if editor is not None else None}
     res = edit(source, source_occ, guide, cfg, out_dir=out_dir, resume=resume, progress=progress, on_step=on_step,
@@ -98,6 +94,8 @@ def edit_to_dir(source: Field, source_occ: OccupancyGrid | None, prior, edit_pro
         "device": str(source.device), "torch": torch.__version__, "machine": platform.machine(),
         "field_config": source.cfg.to_dict(), "outputs": outputs, "finished": True, **(extra_record or {}),
     }
+    if started_at is not None:
+        record["wall_seconds_incl_loading"] = time.time() - started_at
     write_record(out_dir / "edit.json", record)
     (out_dir / STATE_FILE).unlink(missing_ok=True)
     return res, record

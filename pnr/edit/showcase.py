@@ -24,15 +24,14 @@ import torch
 from pnr.data.domain.benchmark import make_benchmark
 from pnr.data.domain.render import render_dataset, render_specs
 from pnr.data.transforms import TransformsDataset
-from pnr.edit.config import EditConfig, preset, with_prior_defaults
+from pnr.edit.config import EditConfig, SourceConfig, preset
 from pnr.edit.eta import loss_decrease
 from pnr.edit.loop import edit
-from pnr.edit.prompts import resolve_prompts
+from pnr.edit.prepare import fit_dataset, prepare_guide
 from pnr.edit.run import make_guide
-from pnr.field.config import FieldConfig
-from pnr.fit import FitConfig, fit
 from pnr.io import atomic_write_text, contact_sheet, save_png, save_video
 from pnr.render.orbit import SHOWCASE_ORBIT
+from pnr.settings import add_device_option, resolve_device
 from pnr.render.volume import render
 
 TYPES = ("color", "pattern", "shape", "pose", "object")
@@ -52,8 +51,8 @@ def fit_source(spec, dev, steps: int, res: int = 64, views: int = 40):
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
-        field, occ, _ = fit(ds, FieldConfig.small(), FitConfig(steps=steps, device=str(dev), checkpoint_every=10**9),
-                            d, progress=False)
+        field, occ, _ = fit_dataset(ds, d, str(dev), SourceConfig(field="small", fit_steps=steps), resume=False,
+                                    progress=False, checkpoint_every=10**9)
     return field, occ
 
 
@@ -75,7 +74,7 @@ def gt_views(spec, res: int, dev, n: int = SHOWCASE_ORBIT.frames) -> np.ndarray:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device_option(ap)
     ap.add_argument("--prior", default=None, help="prior checkpoint (default: the shipped one)")
     ap.add_argument("--fit-steps", type=int, default=400)
     ap.add_argument("--search-steps", type=int, default=50)
@@ -91,10 +90,10 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    dev = torch.device(a.device)
-    from pnr.priors.builtin.prior import load_builtin_prior
+    dev = torch.device(resolve_device(a.device))
+    from pnr.priors.load import load_prior
 
-    prior = load_builtin_prior(a.prior, device=dev)
+    prior = load_prior(a.prior or "builtin", device=dev)
     bench = [e for e in make_benchmark() if e.split == "dev"]
     over = {}
     if a.guidance_scale is not None:
@@ -105,9 +104,8 @@ def main(argv=None) -> int:
                     "torch": torch.__version__, "args": vars(a), "edits": [], "calibration": []}
 
     def run_one(e, cfg: EditConfig, field, occ):
-        text, src_text = resolve_prompts(prior, e.prompt, e.source_caption, cfg.method)
-        guide = make_guide(prior, field, occ, text, src_text)
-        cfg = with_prior_defaults(cfg, prior)
+        p = prepare_guide(prior, field, occ, e.prompt, e.source_caption, cfg)
+        guide, cfg, text = p.guide, p.cfg, p.edit_text
         _sync(dev)
         t0 = time.time()
         res = edit(field, occ, guide, cfg, progress=False)
@@ -143,9 +141,9 @@ def main(argv=None) -> int:
             atomic_write_text(out / "showcase.json", json.dumps(record, indent=1))
         for e2 in (es[:a.calib] if a.calib_only else es[1:1 + a.calib]):  # η search only (same settings), for the Δ_min calibration
             f2, o2 = fit_source(e2.source, dev, a.fit_steps)
-            text2, _ = resolve_prompts(prior, e2.prompt, e2.source_caption, "pnr")
-            c2 = with_prior_defaults(cfg, prior)
-            r2 = edit(f2, o2, make_guide(prior, f2, o2, text2, None), c2, progress=False, search_only=True)
+            p2 = prepare_guide(prior, f2, o2, e2.prompt, e2.source_caption, replace(cfg, method="pnr"))
+            guide2 = make_guide(prior, f2, o2, p2.edit_text, None)  # Alg. 2 conditioned on the edit text only
+            r2 = edit(f2, o2, guide2, p2.cfg, progress=False, search_only=True)
             record["calibration"].append({"id": e2.id, "type": etype, "delta_loss": loss_decrease(r2.eta_trace, 10),
                                           "eta": r2.eta})
             print(json.dumps(record["calibration"][-1]), flush=True)

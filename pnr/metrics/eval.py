@@ -107,16 +107,23 @@ def _read_json(path: Path) -> dict:
         raise CheckpointError(f"{path}: cannot read JSON ({e})") from None
 
 
+def _dataset_spec(path: str | Path) -> dict | None:
+    """The domain spec stored in a dataset's transforms.json (pnr data object), if any."""
+    ds = Path(path)
+    tj = ds / "transforms.json" if ds.is_dir() else ds
+    return _read_json(tj).get("spec") if tj.is_file() else None
+
+
 def _source_from_record(d: Path, rec: dict) -> tuple[str | None, dict | None]:
-    """Source checkpoint path and (if the source was a domain dataset) its spec, from edit.json's 'source'."""
-    desc = str(rec.get("source") or "")
-    spec = None
-    if desc.startswith("dataset "):
-        ds = Path(desc[len("dataset "):].split(" (fitted into ")[0])
-        tj = ds / "transforms.json" if ds.is_dir() else ds
-        if tj.is_file():
-            spec = _read_json(tj).get("spec")
+    """Source checkpoint path and (if the source was a domain dataset) its spec, from edit.json's `source`: its
+    fields (pnr.edit.prepare.EditSource), or the one-line description older edit.json files hold."""
+    src = rec.get("source")
     fitted = d / "source" / "checkpoint"
+    if isinstance(src, dict):
+        spec = _dataset_spec(src["path"]) if src.get("kind") == "dataset" and src.get("path") else None
+        return (str(fitted) if fitted.is_dir() else src.get("checkpoint")), spec
+    desc = str(src or "")  # older records: "checkpoint PATH" / "dataset PATH (fitted into DIR)"
+    spec = _dataset_spec(desc[len("dataset "):].split(" (fitted into ")[0]) if desc.startswith("dataset ") else None
     if fitted.is_dir():
         return str(fitted), spec
     if desc.startswith("checkpoint "):
