@@ -140,9 +140,11 @@ def parse_job(obj: Any, where: str = "job", check_source: bool = True) -> Job:
     fit_steps = obj.get("fit_steps", 2000)
     if not _is_int(fit_steps) or fit_steps < 1:
         bad(f"fit_steps {fit_steps!r} must be an integer >= 1")
+    from pnr.field.config import FIELD_PRESETS
+
     fld = obj.get("field", "small")
-    if fld not in ("default", "small", "tiny"):
-        bad(f"field {fld!r} must be default, small or tiny")
+    if fld not in FIELD_PRESETS:
+        bad(f"field {fld!r} must be one of {', '.join(FIELD_PRESETS)}")
     method = obj.get("method", "pnr")
     if not isinstance(method, str):
         bad(f"method {method!r} must be a string")
@@ -358,6 +360,7 @@ class BatchSummary:
     workers: int = 0
     results: str = ""
     failed_ids: list = dc_field(default_factory=list)
+    not_started: int = 0  # left for a later run because `stop()` said so
 
     @property
     def jobs_per_minute(self) -> float:
@@ -366,7 +369,7 @@ class BatchSummary:
     def line(self) -> str:
         return (f"{self.done} done, {self.skipped} skipped, {self.failed} failed in {self.seconds:.1f} s on "
                 f"{self.workers} worker{'s' * (self.workers != 1)} ({self.jobs_per_minute:.2f} jobs/min); "
-                f"results in {self.results}")
+                f"results in {self.results}" + (f"; {self.not_started} not started" if self.not_started else ""))
 
 
 def plan_workers(workers: int | None, device: str, address: str | None) -> tuple[int, bool]:
@@ -418,10 +421,13 @@ def run_jobs(jobs: list, out_dir: str | Path, prior: str = "builtin", workers: i
              device: str = "auto", address: str | None = None, backend: str = "ray", progress: bool = True,
              worker_cls: type | None = None, worker_kwargs: dict | None = None,
              is_done: Callable[[Any], dict | None] | None = None,
-             on_result: Callable[[dict], None] | None = None, results: str | Path | None = None) -> BatchSummary:
+             on_result: Callable[[dict], None] | None = None, results: str | Path | None = None,
+             stop: Callable[[], bool] | None = None) -> BatchSummary:
     """Runs `jobs` (read_jobs' Jobs, or anything with `.id` for a custom worker_cls) into out_dir; see the module
     doc. Returns the counts; every outcome is also a line of `results` (default out_dir/results.jsonl).
-    `on_result(rec)` is called in this process after each job's line is written."""
+    `on_result(rec)` is called in this process after each job's line is written; `stop()`, asked before each
+    job is handed out, ends the batch early when true (e.g. a time budget): the jobs not started are left for
+    the next run (summary.not_started), the running ones finish."""
     from tqdm import tqdm
 
     if backend not in ("ray", "inline"):
@@ -482,21 +488,24 @@ def run_jobs(jobs: list, out_dir: str | Path, prior: str = "builtin", workers: i
             summary.workers = 1
             dev = "cuda" if plan_workers(1, device, None)[1] else "cpu"
             w = worker_cls(**{**worker_kwargs, "device": dev, "index": 0})
-            for j in todo:
+            for k, j in enumerate(todo):
+                if stop is not None and stop():
+                    summary.not_started = len(todo) - k
+                    break
                 try:
                     rec = w.run(j)
                 except Exception as e:  # noqa: BLE001
                     rec = {"id": str(j.id), "status": "failed", "error": _message(e)}
                 record(rec)
         elif todo:
-            _run_ray(todo, worker_cls, worker_kwargs, workers, device, address, record, summary)
+            _run_ray(todo, worker_cls, worker_kwargs, workers, device, address, record, summary, stop)
     finally:
         bar.close()
     summary.seconds = time.time() - t0
     return summary
 
 
-def _run_ray(todo, worker_cls, worker_kwargs, workers, device, address, record, summary) -> None:
+def _run_ray(todo, worker_cls, worker_kwargs, workers, device, address, record, summary, stop=None) -> None:
     # Ray is started first when joining a cluster: its GPUs decide the number of workers
     if address:
         ray, own = _ray_init(address, 0, False)
@@ -522,6 +531,9 @@ def _run_ray(todo, worker_cls, worker_kwargs, workers, device, address, record, 
         inflight = {}  # ObjectRef -> (worker index, job)
 
         def submit(i):
+            if queue and stop is not None and stop():
+                summary.not_started += len(queue)
+                queue.clear()
             if queue and i in actors:
                 j = queue.pop(0)
                 inflight[actors[i].run.remote(j)] = (i, j)
