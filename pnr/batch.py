@@ -312,15 +312,15 @@ class EditWorker:
         self._src_key, self._src = None, None  # the last checkpoint source (jobs on one source reuse it)
 
     def _source(self, job: Job, out: Path):
-        from types import SimpleNamespace
-
-        from pnr.commands.edit import _load_source
+        """-> (field, occupancy, EditSource) as `pnr edit` loads it (pnr.edit.prepare.load_source)."""
+        from pnr.edit.config import SourceConfig
+        from pnr.edit.prepare import load_source
 
         if self._src_key == job.source:
             return self._src
-        args = SimpleNamespace(source=job.source, fit_steps=job.fit_steps, field=job.field, quiet=True)
-        src = _load_source(args, out, self.device)
-        if src[3].startswith("checkpoint"):  # a dataset is fitted into the job's own folder: not shared
+        src = load_source(job.source, out, self.device, SourceConfig(field=job.field, fit_steps=job.fit_steps),
+                          progress=False)
+        if src[2].kind == "checkpoint":  # a dataset is fitted into the job's own folder: not shared
             self._src_key, self._src = job.source, src
         return src
 
@@ -333,10 +333,11 @@ class EditWorker:
                 "host": socket.gethostname(), "pid": os.getpid(), "device": self.device}
         try:
             cfg = job.config()
-            field, occ, caption, desc = self._source(job, out)
-            res, rec = edit_to_dir(field, occ, self.prior, job.prompt, job.source_prompt or caption, cfg, out,
-                                   resume=True, progress=False,
-                                   extra_record={"source": desc, "prior": self.prior_name, "preset": job.preset,
+            field, occ, src = self._source(job, out)
+            res, rec = edit_to_dir(field, occ, self.prior, job.prompt, job.source_prompt or src.caption, cfg, out,
+                                   resume=True, progress=False, started_at=t0,
+                                   extra_record={"source": src.to_dict(), "prior": self.prior_name, "editor": None,
+                                                 "preset": job.preset,
                                                  "batch": {"job": job.to_dict(), "worker": self.index}})
             return {**base, "status": "done", "eta": res.eta, "conditioning_text": rec["conditioning_text"],
                     "resumed_from": res.resumed_from, "edit_seconds": res.seconds, "seconds": time.time() - t0}

@@ -211,6 +211,8 @@ def test_finished_folder_of_another_prompt_is_refused(setup, tmp_path):
     d, prior = setup
     jobs = read_jobs(write_jobs(tmp_path / "jobs.jsonl", d / "src", ["in blue"]))
     run_jobs(jobs, tmp_path / "out", prior=prior, backend="inline", progress=False)
+    rec = json.loads((tmp_path / "out" / "j0" / "edit.json").read_text())
+    assert rec["source"]["kind"] == "checkpoint" and rec["source"]["caption"] == "a red mug" and rec["prior"] == prior
     other = [Job(**{**jobs[0].__dict__, "prompt": "in green"})]
     with pytest.raises(PnrError, match="holds a finished edit of 'in blue'"):
         run_jobs(other, tmp_path / "out", prior=prior, backend="inline", progress=False)
