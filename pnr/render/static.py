@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pnr.render.volume import ray_box
+from pnr.render.volume import composite, ray_box
 
 
 def sample_points(origins: Tensor, dirs: Tensor, bound: float, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -55,12 +55,7 @@ def render_rays_static(field, origins: Tensor, dirs: Tensor, occupancy, u: Tenso
     sigma_k, rgb_k = field.query(pts[order], d[order])
     sigma = torch.zeros(R * S, device=pts.device, dtype=sigma_k.dtype).index_put((order,), sigma_k * keep)
     rgb = torch.zeros(R * S, 3, device=pts.device, dtype=rgb_k.dtype).index_put((order,), rgb_k * keep[:, None])
-    tau = sigma.view(R, S) * delta[:, None]  # optical depth per sample
-    csum = torch.cumsum(tau, dim=1)
-    w = torch.exp(-(csum - tau)) * (1 - torch.exp(-tau))  # [R, S]
-    acc_rgb = (w[..., None] * rgb.view(R, S, 3)).sum(1)
-    acc_w = w.sum(1)
-    acc_d = (w * ts).sum(1)
+    acc_rgb, acc_w, acc_d, _ = composite(sigma.view(R, S), rgb.view(R, S, 3), ts, delta[:, None])
     bg = field.background(dirs) if bg_color is None else bg_color.to(pts.device).expand(R, 3)
     return {"rgb": acc_rgb + (1 - acc_w)[:, None] * bg, "opacity": acc_w, "depth": acc_d,
             "dropped": (sel.sum() - keep.sum())}

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from pnr import rng
+from pnr.render.volume import composite
 
 FAR = 1000.0  # far plane in units of the field's bound (nerfacto: 1000)
 
@@ -71,14 +72,11 @@ def render_rays_unbounded(field, origins: Tensor, dirs: Tensor, occupancy=None, 
         sigma_s, rgb_s = field.query(pts[sel], d[:, None].expand(r, k, 3).reshape(-1, 3)[sel])
         sigma = torch.zeros(r * k, device=dev, dtype=sigma_s.dtype).index_put((sel,), sigma_s).view(r, k)
         rgb = torch.zeros(r * k, 3, device=dev, dtype=rgb_s.dtype).index_put((sel,), rgb_s).view(r, k, 3)
-        tau = sigma * delta
-        csum = torch.cumsum(tau, dim=1)
-        trans = torch.exp(-(csum - tau))
-        w = T[ridx, None] * trans * (1 - torch.exp(-tau))
-        acc_rgb = acc_rgb.index_add(0, ridx, (w[..., None] * rgb).sum(1))
-        acc_w = acc_w.index_add(0, ridx, w.sum(1))
-        acc_d = acc_d.index_add(0, ridx, (w * ts).sum(1))
-        T = T.index_put((ridx,), T[ridx] * torch.exp(-csum[:, -1]))
+        c_rgb, c_w, c_d, c_tau = composite(sigma, rgb, ts, delta, T[ridx])
+        acc_rgb = acc_rgb.index_add(0, ridx, c_rgb)
+        acc_w = acc_w.index_add(0, ridx, c_w)
+        acc_d = acc_d.index_add(0, ridx, c_d)
+        T = T.index_put((ridx,), T[ridx] * torch.exp(-c_tau))
         alive = alive & (T.detach() > t_eps)
     bg = field.background(dirs) if bg_color is None else bg_color.to(dev).expand(R, 3)
     rgb = acc_rgb + (1 - acc_w)[:, None] * bg

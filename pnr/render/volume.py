@@ -25,6 +25,20 @@ def ray_box(origins: Tensor, dirs: Tensor, bound: float) -> tuple[Tensor, Tensor
     return near, far, far > near
 
 
+def composite(sigma: Tensor, rgb: Tensor, ts: Tensor, delta: Tensor,
+              T: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The quadrature over consecutive samples of r rays: sigma [r, k], rgb [r, k, 3], ts [r, k] sample depths,
+    delta [r, 1] or [r, k] sample spacing, T [r] transmittance before the first sample (None: 1) ->
+    (rgb [r, 3], opacity [r], depth [r], optical depth of the k samples [r]: T after them = T * exp(-that))."""
+    tau = sigma * delta  # optical depth per sample
+    csum = torch.cumsum(tau, dim=1)
+    trans = torch.exp(-(csum - tau))  # exclusive transmittance inside these samples
+    if T is not None:
+        trans = T[:, None] * trans
+    w = trans * (1 - torch.exp(-tau))  # [r, k]
+    return (w[..., None] * rgb).sum(1), w.sum(1), (w * ts).sum(1), csum[:, -1]
+
+
 def render_rays(field, origins: Tensor, dirs: Tensor, occupancy=None, num_samples: int = 128,
                 perturb: bool = False, generator: torch.Generator | None = None, bg_color: Tensor | None = None,
                 segment: int | None = None, t_eps: float = 1e-4) -> dict[str, Tensor]:
@@ -66,14 +80,11 @@ def render_rays(field, origins: Tensor, dirs: Tensor, occupancy=None, num_sample
         sigma_s, rgb_s = field.query(pts[sel], d[:, None].expand(r, k, 3).reshape(-1, 3)[sel])
         sigma = torch.zeros(r * k, device=dev, dtype=sigma_s.dtype).index_put((sel,), sigma_s).view(r, k)
         rgb = torch.zeros(r * k, 3, device=dev, dtype=rgb_s.dtype).index_put((sel,), rgb_s).view(r, k, 3)
-        tau = sigma * delta[ridx, None]  # optical depth per sample
-        csum = torch.cumsum(tau, dim=1)
-        trans = torch.exp(-(csum - tau))  # exclusive transmittance inside this segment
-        w = T[ridx, None] * trans * (1 - torch.exp(-tau))  # [r, k]
-        acc_rgb = acc_rgb.index_add(0, ridx, (w[..., None] * rgb).sum(1))
-        acc_w = acc_w.index_add(0, ridx, w.sum(1))
-        acc_d = acc_d.index_add(0, ridx, (w * ts).sum(1))
-        T = T.index_put((ridx,), T[ridx] * torch.exp(-csum[:, -1]))
+        c_rgb, c_w, c_d, c_tau = composite(sigma, rgb, ts, delta[ridx, None], T[ridx])
+        acc_rgb = acc_rgb.index_add(0, ridx, c_rgb)
+        acc_w = acc_w.index_add(0, ridx, c_w)
+        acc_d = acc_d.index_add(0, ridx, c_d)
+        T = T.index_put((ridx,), T[ridx] * torch.exp(-c_tau))
         alive = alive & (T.detach() > t_eps)
     if bg_color is None:
         bg = field.background(dirs)
