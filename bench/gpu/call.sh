@@ -106,8 +106,8 @@ if [[ $mode == *ablation* ]]; then
   grep -h "finished" $d/shard*.log
 fi
 
-if [[ $mode == *retest* ]]; then  # a fresh test-split run (nothing skipped): RT_METHODS (pnr), RT_SEEDS (1), graphed
-  d=$W/retest; mkdir -p $d; m=$(python3 -c "print(round($(left) - 0.6, 2))")
+if [[ $mode == *retest* ]]; then  # a fresh test-split run: RT_METHODS (pnr), RT_SEEDS (1), graphed; RT_DONE=FILE skips its jobs
+  d=$W/retest; mkdir -p $d; [ -n "${RT_DONE:-}" ] && cp $RT_DONE $d/quality.jsonl; m=$(python3 -c "print(round($(left) - 0.6, 2))")
   echo "retest: ${RT_METHODS:-pnr}, $shards shards for $m minutes"
   pids=()
   for i in $(seq 0 $((shards - 1))); do
