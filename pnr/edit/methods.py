@@ -88,10 +88,7 @@ class Method:
 
     def _sds(self, s: StepInput) -> StepOut:
         guide, cfg = s.guide, s.cfg
-        v = guide.views(cfg)
-        dev = s.field.device
-        cams = orbit_group(cfg, v, s.res, s.g, dev)
-        rgb, x = render_for_prior(s.field, s.occ, cams, guide, cfg, s.g, v, extra=s.extra)
+        v, dev, cams, rgb, x = _render_group(s)
         b = x.shape[0]
         t = s.phase.schedule.sample(s.step, s.phase.steps, b, generator=s.g).to(dev)
         weighting = cfg.weighting if self.weighting_from_cfg else "eps"
@@ -145,10 +142,7 @@ class PDS(Method):
 
     def loss(self, s: StepInput) -> StepOut:
         guide, cfg = s.guide, s.cfg
-        v = guide.views(cfg)
-        dev = s.field.device
-        cams = orbit_group(cfg, v, s.res, s.g, dev)
-        rgb, x = render_for_prior(s.field, s.occ, cams, guide, cfg, s.g, v, extra=s.extra)
+        v, dev, cams, rgb, x = _render_group(s)
         with torch.no_grad():
             _, x_src = render_for_prior(guide.source, guide.source_occ, cams, guide, cfg, s.g, v, grad=False)
         b = x.shape[0]
@@ -227,6 +221,15 @@ class IDU(Method):
                 rgb = torch.nn.functional.interpolate(rgb.permute(0, 3, 1, 2), size=(h, h), mode="bilinear",
                                                       align_corners=False).permute(0, 2, 3, 1)
             d.images[sl] = rgb.to(d.images.dtype)
+
+
+def _render_group(s: StepInput):
+    """The step's view groups at random orbits, rendered (with s.extra) and encoded for the prior ->
+    (V, device, cameras, rgb [B*V (+E), H, W, 3], x [B, V, C, h, w])."""
+    v, dev = s.guide.views(s.cfg), s.field.device
+    cams = orbit_group(s.cfg, v, s.res, s.g, dev)
+    rgb, x = render_for_prior(s.field, s.occ, cams, s.guide, s.cfg, s.g, v, extra=s.extra)
+    return v, dev, cams, rgb, x
 
 
 def _with_extra(cams: Cameras, extra: Cameras | None) -> Cameras:
