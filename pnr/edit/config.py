@@ -78,6 +78,11 @@ class EditConfig:
     carry_adam: bool = setting(False,
         "keep the Adam moments of Alg. 2's search steps after the perturbation (the authors' code runs the search "
         "on the real optimiser, then overwrites the geometry; False = a fresh Adam)")
+    fresh_density_shift: float = setting(0.0,
+        "PnR only: added to the fresh θ_0's density bias before the perturbation, so θ_0 renders empty (e.g. -4) "
+        "instead of as a box of uniform fog; plays the role of threestudio's blob_magic3d density bias, which the "
+        "authors' perturbation leaves untouched (pnr/edit/perturb.py, docs/edit.md); 0 = θ_0 is the field's own "
+        "init")
     occ_warmup: int = setting(0,
         "steps from the start of the edit during which every occupancy cell counts as occupied (so an edit can "
         "grow outside the source's footprint); 0 = the grid is rebuilt from the perturbed field at step 0 (η > 0) "
@@ -117,6 +122,8 @@ class EditConfig:
                 bad_(name, "must be LO HI with 0 <= LO <= HI <= 1", f"{lo} {hi}")
         if self.identity_views not in ("random", "sds"):
             bad_("identity_views", "must be random or sds", repr(self.identity_views))
+        if not (math.isfinite(self.fresh_density_shift) and self.fresh_density_shift <= 0.0):
+            bad_("fresh_density_shift", "must be a number <= 0", self.fresh_density_shift)
         if not (math.isfinite(self.recon_std_rescale) and 0.0 <= self.recon_std_rescale <= 1.0):
             bad_("recon_std_rescale", "must be in [0, 1]", self.recon_std_rescale)
         if self.identity_scale is not None and not (math.isfinite(self.identity_scale) and self.identity_scale >= 0):

@@ -88,7 +88,8 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
             field.load_params_dict(src)
             return EditResult(field, occ, eta, trace, [], time.time() - t0, phase_s)
         # ---- 2. perturb (Eq. 3, Alg. 1) ------------------------------------------------------------------
-        field.load_params_dict(perturb(src, source.cfg, eta, seed=cfg.seed + 1))
+        field.load_params_dict(perturb(src, source.cfg, eta, seed=cfg.seed + 1,
+                                       density_shift=method.fresh_density_shift()))
         if adam is not None:
             opt.load_state_dict(adam)  # the search's Adam moments carried over (cfg.carry_adam)
         if occ is not None and (eta > 0 or cfg.occ_warmup > 0):

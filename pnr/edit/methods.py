@@ -73,6 +73,10 @@ class Method:
     def initial_eta(self) -> float | None:
         return 0.0
 
+    def fresh_density_shift(self) -> float:
+        """Shift of θ_0's density bias in the perturbation (PnR's setting; the baselines draw θ_0 unchanged)."""
+        return 0.0
+
     def phases(self) -> list[Phase]:
         c = self.cfg  # the baselines spend the revise steps as more of their own (App. E)
         return [Phase("edit", c.edit_steps + c.revise_steps, fixed_schedule(*c.t_baseline))]
@@ -110,6 +114,9 @@ class PnR(Method):
 
     def initial_eta(self) -> float | None:
         return None if self.cfg.eta is None else float(self.cfg.eta)
+
+    def fresh_density_shift(self) -> float:
+        return self.cfg.fresh_density_shift
 
     def search_schedule(self) -> TimestepSchedule:
         """Σ of Alg. 2's simulated steps: held at t_start (the official mvdream-pnr.yaml starts the anneal after

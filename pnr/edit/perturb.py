@@ -37,12 +37,23 @@ def is_geometry(name: str) -> bool:
     return not name.startswith("background")
 
 
-def perturb(params_src: dict[str, Tensor], cfg: FieldConfig, eta: float, seed: int) -> dict[str, Tensor]:
+def perturb(params_src: dict[str, Tensor], cfg: FieldConfig, eta: float, seed: int,
+            density_shift: float = 0.0) -> dict[str, Tensor]:
     """Perturbed parameters: the geometry lerped from `params_src` toward a fresh `init_params(cfg, seed)` by η in
-    [0, 1]; the background parameters copied unchanged."""
+    [0, 1]; the background parameters copied unchanged.
+
+    `density_shift` is added to θ_0's density output bias before the lerp (EditConfig.fresh_density_shift). Why:
+    threestudio's θ_0 renders as a compact central blob (its `blob_magic3d` density bias is a fixed function, not a
+    parameter, so the perturbation keeps it); our θ_0 renders as a box of uniform fog (density e^(density_bias)
+    everywhere), so lerping toward it fills the box with fog before the first SDS step (docs/edit.md). A shift of
+    -4 makes θ_0 render empty: the perturbed field fades instead of fogging."""
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
     device = next(iter(params_src.values())).device
     fresh = init_params(cfg, seed, device)
+    if density_shift:
+        b = fresh["density_b1"].clone()  # [1 + geo_feat_dim]; channel 0 is the density pre-activation
+        b[0] += float(density_shift)
+        fresh["density_b1"] = b
     fresh = {k: v if is_geometry(k) or k not in params_src else params_src[k] for k, v in fresh.items()}
     return lerp_params(params_src, fresh, eta)

@@ -131,3 +131,12 @@ def test_carry_adam_keeps_the_search_moments():
     assert out[False].eta == out[True].eta and out[False].eta_trace == out[True].eta_trace
     a, b = out[False].field.params_dict(), out[True].field.params_dict()
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_only_pnr_shifts_the_fresh_density():
+    """fresh_density_shift is PnR's: regeneration (η = 1) and the baselines draw θ_0 as the field's own init."""
+    from pnr.edit.config import EditConfig
+    from pnr.edit.methods import make_method
+    for name in ("sds", "pds", "idu", "regen"):
+        assert make_method(EditConfig(method=name, fresh_density_shift=-4.0)).fresh_density_shift() == 0.0
+    assert make_method(EditConfig(method="pnr", fresh_density_shift=-4.0)).fresh_density_shift() == -4.0

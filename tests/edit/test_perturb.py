@@ -65,3 +65,25 @@ def test_mismatched_field_config_is_a_clear_error():
         perturb(src, other, 0.5, seed=0)
     with pytest.raises(ValueError):
         perturb(src, cfg, 1.5, seed=0)
+
+
+def test_density_shift_makes_a_fresh_field_empty_instead_of_fog():
+    """θ_0 of the field's own init is a box of uniform fog (density ~e^-1); with fresh_density_shift -4 the
+    perturbation target is empty, the other θ_0 tensors are unchanged, and η = 0 is still the identity."""
+    cfg, src = _src()
+    x = torch.rand(4096, 3) * 1.6 - 0.8  # points inside the box
+    fog, empty = Field(cfg), Field(cfg)
+    fog.load_params_dict(perturb(src, cfg, 1.0, seed=4))
+    empty.load_params_dict(perturb(src, cfg, 1.0, seed=4, density_shift=-4.0))
+    with torch.no_grad():
+        d_fog, d_empty = fog.density(x).mean().item(), empty.density(x).mean().item()
+    assert d_fog > 0.2  # the fog a plain lerp moves toward
+    assert d_empty < d_fog * 0.03  # ~e^-4 of it
+    a, b = perturb(src, cfg, 1.0, seed=4), perturb(src, cfg, 1.0, seed=4, density_shift=-4.0)
+    assert torch.allclose(b["density_b1"][0], a["density_b1"][0] - 4.0)
+    assert all(torch.equal(a[k], b[k]) for k in a if k != "density_b1")
+    assert torch.equal(b["density_b1"][1:], a["density_b1"][1:])
+    ident = perturb(src, cfg, 0.0, seed=4, density_shift=-4.0)
+    assert all(torch.equal(ident[k], src[k]) for k in src)
+    half = perturb(src, cfg, 0.5, seed=4, density_shift=-4.0)
+    assert torch.allclose(half["density_b1"][0], 0.5 * src["density_b1"][0] + 0.5 * (a["density_b1"][0] - 4.0))
