@@ -35,6 +35,9 @@ class EditSource:
     caption: str | None = None  # stored with the source (checkpoint meta / transforms.json)
     field_config: dict = field(default_factory=dict)
     fit: dict | None = None  # a dataset: {"field": size preset, "steps": fit steps}
+    # the world -> field frame the source was fitted in (pnr.data.scene; None = identity): copied into the edited
+    # checkpoint so held-out photos, renders and exports of the edit use the source's frame
+    scene_transform: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,14 +83,16 @@ def load_source(source: str | Path, out_dir: str | Path, device: str, source_cfg
     tjson = None if is_checkpoint(src) else dataset_json(src)
     if tjson is None:
         fld, occ, meta = load_checkpoint(src, device=device)
-        return fld, occ, EditSource(str(src), "checkpoint", str(src), meta.get("caption"), fld.cfg.to_dict())
+        return fld, occ, EditSource(str(src), "checkpoint", str(src), meta.get("caption"), fld.cfg.to_dict(),
+                                    scene_transform=meta.get("scene_transform"))
     from pnr.data.transforms import load_transforms_dataset
 
     data = load_transforms_dataset(src)
     fit_dir = Path(out_dir) / "source"
-    fld, occ, _ = fit_dataset(data, fit_dir, device, source_cfg, progress=progress)
+    fld, occ, metrics = fit_dataset(data, fit_dir, device, source_cfg, progress=progress)
     return fld, occ, EditSource(str(src), "dataset", str(fit_dir / "checkpoint"), data.caption, fld.cfg.to_dict(),
-                                {"field": source_cfg.field, "steps": source_cfg.fit_steps})
+                                {"field": source_cfg.field, "steps": source_cfg.fit_steps},
+                                metrics.get("scene_transform"))
 
 
 def load_guidance(prior: str, editor: str | None, device: str, cfg: EditConfig):
@@ -156,7 +161,8 @@ class PreparedEdit:
 
         return edit_to_dir(self.field, self.occupancy, self.prior, self.prompt, self.source_prompt, self.cfg,
                            self.out, resume=True, progress=progress, editor=self.editor, extra_record=self.record,
-                           on_step=on_step, started_at=self.started_at)
+                           on_step=on_step, started_at=self.started_at,
+                           scene_transform=self.source.scene_transform)
 
 
 def prepare_edit(source: str | Path, prompt: str, cfg: EditConfig, out: str | Path, *, prior: str = "builtin",

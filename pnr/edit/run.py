@@ -50,13 +50,14 @@ def edit_to_dir(source: Field, source_occ: OccupancyGrid | None, prior, edit_pro
                 source_prompt: str | None, cfg: EditConfig, out_dir: str | Path, resume: bool = True,
                 progress: bool = True, extra_record: dict | None = None, on_step=None,
                 turntable_samples: int = 128, editor=None,
-                started_at: float | None = None) -> tuple[EditResult, dict]:
+                started_at: float | None = None, scene_transform: dict | None = None) -> tuple[EditResult, dict]:
     """Runs the edit and writes DIR (see module doc). Returns (result, the edit.json record).
     `editor` (method idu only): an image editor with `edit_images(images, instruction, cond_images, generator)`
     (pnr.priors.ip2p.IP2PEditor) that edits the dataset views instead of SDEdit with `prior` (which may then be
     None); it gets the prompt as written, and views per group default to 4. `started_at` (a time.time()):
-    edit.json also records `wall_seconds_incl_loading` since then (pnr.edit.prepare.PreparedEdit.run). edit.json
-    is written once, here, when the edit is complete."""
+    edit.json also records `wall_seconds_incl_loading` since then (pnr.edit.prepare.PreparedEdit.run).
+    `scene_transform` (the source checkpoint's meta entry) is copied into the edited checkpoint, which lives in the
+    same frame. edit.json is written once, here, when the edit is complete."""
     from pnr.field.checkpoint import save_checkpoint
     from pnr.io import contact_sheet, save_png, save_video
 
@@ -74,6 +75,8 @@ def edit_to_dir(source: Field, source_occ: OccupancyGrid | None, prior, edit_pro
     ts = time.time()
     meta = {"caption": edit_text if source_text and editor is None else None, "source_caption": source_text,
             "edit": {"method": cfg.method, "prompt": edit_prompt, "eta": res.eta, "seed": cfg.seed}}
+    if scene_transform is not None:
+        meta["scene_transform"] = scene_transform
     save_checkpoint(out_dir / "checkpoint", res.field, res.occupancy, meta)
     outputs = ["checkpoint", "edit.json"]
     n = cfg.turntable_frames

@@ -110,3 +110,26 @@ def test_auto_eta_needs_search_steps():
         EditConfig(search_steps=0)
     assert EditConfig(search_steps=0, eta=0.3).search_steps == 0
     assert EditConfig(search_steps=0, method="sds").search_steps == 0
+
+
+def test_the_edited_checkpoint_keeps_the_sources_scene_frame(tmp_path):
+    """A source fitted from a real capture lives in a normalised frame (its meta's scene_transform): the edit is in
+    the same frame, so its checkpoint carries the same transform (held-out photos and exports line up)."""
+    import torch
+
+    from pnr.data.scene import SceneTransform
+    from pnr.field.checkpoint import load_checkpoint
+
+    st = SceneTransform(torch.diag(torch.tensor([0.5, 0.5, 0.5, 1.0], dtype=torch.float64)), "cameras")
+    save_checkpoint(tmp_path / "src", Field(FieldConfig.tiny(), seed=1), None,
+                    {"caption": "a red mug", "scene_transform": st.to_meta()})
+    prior = save_prior(BuiltinPrior(PriorConfig.tiny(vocabulary())), tmp_path / "prior.safetensors")
+    out = tmp_path / "out"
+    assert main(["edit", str(tmp_path / "src"), "in blue", "--out", str(out), "--prior", str(prior),
+                 "--eta", "0.2", *FAST]) == 0
+    _, _, meta = load_checkpoint(out / "checkpoint")
+    assert meta["scene_transform"] == st.to_meta()
+    back = SceneTransform.from_meta(meta)
+    assert torch.allclose(back.matrix, st.matrix)
+    rec = json.loads((out / "edit.json").read_text())
+    assert rec["source"]["scene_transform"] == st.to_meta()

@@ -54,8 +54,9 @@ def test_a_real_scene_checkpoint_is_edited_end_to_end_with_a_path_prior(scene, m
     assert rc == 0
     rec = json.loads((out / "edit.json").read_text())
     assert rec["config"]["method"] == method and rec["source_conditioning_text"] == CAPTION
-    field, occ, _ = load_checkpoint(out / "checkpoint")
-    src, _, _ = load_checkpoint(d / "src")
+    field, occ, meta = load_checkpoint(out / "checkpoint")
+    src, _, src_meta = load_checkpoint(d / "src")
+    assert meta["scene_transform"] == src_meta["scene_transform"]  # the edit lives in the source's frame
     assert field.cfg.contraction == "mipnerf360" and isinstance(occ, ContractedOccupancyGrid)
     assert not torch.equal(field.encoding_tables, src.encoding_tables)  # the edit changed the field
 
