@@ -33,6 +33,8 @@ def add_parser(sub):
     scope.add_argument("--bounded", action="store_true", help="an object in the box, even if the images look unbounded")
     p.add_argument("--downscale", type=int, default=1, metavar="N",
                    help="load images N times smaller (nerfstudio's images_N/ folders when present, else resized)")
+    p.add_argument("--skip-missing-images", action="store_true",
+                   help="drop frames whose image file is missing (with a warning) instead of stopping")
     add_device_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_options(p.add_argument_group("fit settings (pnr.fit.FitConfig)"), FitConfig)
@@ -53,7 +55,7 @@ def run(args):
     cfg = config_from(args, FitConfig, fit_config_for, device)  # out-of-range settings: before any work
     out = Path(args.out)
     check_writable(out)  # fail before the (slow) dataset load
-    data = load_transforms_dataset(args.dataset, downscale=args.downscale)
+    data = load_transforms_dataset(args.dataset, downscale=args.downscale, skip_missing=args.skip_missing_images)
     fcfg = field_preset(args.field)
     if args.background is not None:
         fcfg = replace(fcfg, background=args.background)

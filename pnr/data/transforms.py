@@ -143,7 +143,8 @@ def _load_image(img_path: Path, json_path: Path, downscale: int = 1) -> tuple[np
     from PIL import Image
 
     if not img_path.exists():
-        raise DataError(f"{img_path}: image file not found (referenced by {json_path})")
+        raise DataError(f"{img_path}: image file not found (referenced by {json_path}; --skip-missing-images drops "
+                        f"such frames)")
     if img_path.stat().st_size == 0:
         raise DataError(f"{img_path}: image file is empty (0 bytes)")
     try:
@@ -161,6 +162,25 @@ def _load_image(img_path: Path, json_path: Path, downscale: int = 1) -> tuple[np
     except Exception as e:  # PIL raises many kinds for broken files
         raise DataError(f"{img_path}: cannot read image ({e})") from None
     return arr, size
+
+
+def _drop_missing(path: Path, entries: list, downscale: int) -> list:
+    """Entries whose image (or its images_N copy) exists; a warning says how many were dropped."""
+    import sys
+
+    def has_image(e) -> bool:
+        ip = _image_path(e[1], e[3], e[4])
+        return ip.exists() or _downscaled_path(ip, downscale) is not None
+
+    kept = [e for e in entries if has_image(e)]
+    if not kept:
+        raise DataError(f"{path}: none of the {len(entries)} frames has its image file "
+                        f"(first: {_image_path(entries[0][1], entries[0][3], entries[0][4])})")
+    if len(kept) < len(entries):
+        first = next(e for e in entries if not has_image(e))
+        print(f"pnr: warning: {len(entries) - len(kept)} of {len(entries)} frames in {path} have no image file "
+              f"(first: {_image_path(first[1], first[3], first[4])}); fitting the other {len(kept)}", file=sys.stderr)
+    return kept
 
 
 def _downscaled_path(p: Path, n: int) -> Path | None:
@@ -246,7 +266,8 @@ def _find_sources(path: Path) -> list[tuple[str | None, Path]]:
 
 def load_transforms_dataset(path: str | Path, split: str | None = None,
                             background: tuple[float, float, float] = (1.0, 1.0, 1.0),
-                            test_every: int = 8, downscale: int = 1) -> TransformsDataset:
+                            test_every: int = 8, downscale: int = 1,
+                            skip_missing: bool = False) -> TransformsDataset:
     """Read a NeRF-synthetic folder (transforms_{train,val,test}.json), a folder with one nerfstudio-style
     transforms.json (frames may carry "split"; otherwise every `test_every`-th frame is held out as
     "test"), or a path to one such JSON file. RGBA images are composited onto `background`.
@@ -255,7 +276,9 @@ def load_transforms_dataset(path: str | Path, split: str | None = None,
     Intrinsics: fl_x/fl_y/cx/cy/w/h (and k1 k2 k3 p1 p2, camera_model) at the top level or per frame (a
     frame's own keys win), else camera_angle_x (and camera_angle_y); scaled to the image actually loaded when
     w/h describe another size. `downscale` N > 1 loads images reduced N times: from nerfstudio's
-    `images_N/` folder next to each image's folder when present, else box-filtered on load."""
+    `images_N/` folder next to each image's folder when present, else box-filtered on load.
+    `skip_missing` drops frames whose image file does not exist, with a warning on stderr (instant-ngp's fox
+    capture lists 67 frames for its 50 photos); otherwise a missing image is an error naming it."""
     path = Path(path)
     if isinstance(downscale, bool) or not isinstance(downscale, int) or downscale < 1:
         raise DataError(f"downscale must be a positive integer, got {downscale!r}")
@@ -269,6 +292,8 @@ def load_transforms_dataset(path: str | Path, split: str | None = None,
             entries.append([s, jp, meta, i, fr])
     if not entries:
         raise DataError(f"{path}: dataset is empty (no frames)")
+    if skip_missing:
+        entries = _drop_missing(path, entries, downscale)
     if all(e[0] is None for e in entries):
         for k, e in enumerate(entries):
             e[0] = "test" if test_every and k % test_every == test_every - 1 and len(entries) > 1 else "train"

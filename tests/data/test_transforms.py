@@ -118,3 +118,22 @@ def test_missing_split_is_an_error(tmp_path):
     d, _, _ = _dataset(tmp_path)
     with pytest.raises(DataError, match="no frames in split 'val'"):
         load_transforms_dataset(d / "transforms.json", split="val")
+
+
+def test_skip_missing_drops_frames_without_an_image_and_says_so(tmp_path, capsys):
+    """A capture whose transforms.json lists more frames than it ships photos (instant-ngp's fox: 67 for 50):
+    strict by default (the error names the flag), `skip_missing` keeps the frames that have their image."""
+    d, cams, _ = _dataset(tmp_path)
+    (d / "train" / "r_001.png").unlink()
+    with pytest.raises(DataError, match="skip-missing-images"):
+        load_transforms_dataset(d)
+    ds = load_transforms_dataset(d, skip_missing=True)
+    assert len(ds) == 3
+    assert "1 of 4 frames" in capsys.readouterr().err
+    kept = torch.cat([ds.cams.c2w[ds.splits[s]] for s in ("train", "test") if s in ds.splits])
+    for want in (cams.c2w[0], cams.c2w[2], cams.c2w[3]):  # frame 1 is the one dropped
+        assert any(torch.allclose(want, k, atol=1e-6) for k in kept)
+    for f in d.rglob("*.png"):
+        f.unlink()
+    with pytest.raises(DataError, match="none of the 4 frames"):
+        load_transforms_dataset(d, skip_missing=True)
