@@ -8,8 +8,6 @@ A DIR holding a partial run (DIR/state.pt) is continued; --restart starts it ove
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pnr.errors import PnrError
 
 _SPECIAL = {"eta"}  # EditConfig.eta is a number or 'auto' on the command line
@@ -66,19 +64,6 @@ def _config(args):
         if not 0.0 <= eta <= 1.0:
             raise PnrError(f"--eta must be in [0, 1], got {eta}")
     return preset(args.preset, eta=eta, **over)
-
-
-def _load_source(args, out: Path, device: str):
-    """Deprecated (use pnr.edit.prepare.load_source): -> (field, occupancy, caption, description)."""
-    from pnr.edit.config import SourceConfig
-    from pnr.edit.prepare import load_source
-    from pnr.settings import config_from
-
-    field, occ, src = load_source(args.source, out, device, config_from(args, SourceConfig),
-                                  progress=not getattr(args, "quiet", False))
-    desc = (f"checkpoint {src.path}" if src.kind == "checkpoint"
-            else f"dataset {src.path} (fitted into {Path(src.checkpoint).parent})")
-    return field, occ, src.caption, desc
 
 
 def run(args):

@@ -9,9 +9,8 @@ per (rays, samples, budget), where the budget is the occupied-sample count round
 
 On by default on CUDA: `EditConfig.render_graphs` (`pnr edit --no-render-graphs` for the eager render;
 PNR_RENDER_GRAPHS=1 forces it on). Its equality with the dynamic renderer is tested on the CPU through
-`render_rays_static` (tests/render/test_static.py); the replay itself (tests/render/test_graphed.py, CUDA only)
-passed on an H200 (2026-11-30), where it cut the 64-px edit step from 11.9 to 7.0 ms (docs/speed.md). Not
-bit-identical to the eager render (no early ray termination), but on 72 benchmark edits its metrics differ
+`render_rays_static` (tests/render/test_static.py); the replay itself in tests/render/test_graphed.py (CUDA
+only; what it saves per edit step is in docs/speed.md). Not bit-identical to the eager render (no early ray termination), but on 72 benchmark edits its metrics differ
 from the committed ones no more than an eager rerun's do (docs/speed.md).
 """
 
