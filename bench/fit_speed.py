@@ -24,7 +24,6 @@ from pnr.data.domain.grammar import sample_spec  # noqa: E402
 from pnr.data.domain.render import render_dataset  # noqa: E402
 from pnr.data.transforms import load_transforms_dataset, write_transforms_dataset  # noqa: E402
 from pnr.fit import FitConfig, fit  # noqa: E402
-from pnr.render.cameras import Cameras  # noqa: E402
 
 
 def make_dataset(root: Path, res: int, views: int, seed: int):

@@ -132,7 +132,7 @@ def anchors(vae, iters: int, dtype) -> dict[str, float]:
         x, ctx = torch.randn(8, 4, 32, 32, device=DEV, dtype=dtype), torch.randn(8, 77, ctx_dim(kind), device=DEV, dtype=dtype)
         t = torch.full((8,), 500, device=DEV)
         with torch.no_grad():
-            out[f"{kind}_unet_b8_32"] = bench_fn(lambda: unet(x, t, encoder_hidden_states=ctx), iters)
+            out[f"{kind}_unet_b8_32"] = bench_fn(lambda u=unet: u(x, t, encoder_hidden_states=ctx), iters)
         del unet
         empty_cache()
     side = 32 if SMOKE else 256
@@ -150,7 +150,7 @@ def anchors(vae, iters: int, dtype) -> dict[str, float]:
         ctx = torch.randn(8, 77, ctx_dim("mvdream"), device=DEV, dtype=dtype)
         x = torch.randn(8, 4, 32, 32, device=DEV, dtype=dtype)
         t = torch.full((8,), 500, device=DEV)
-        out["mvdream_unet_b8_32"] = bench_fn(lambda: mv(x, t, ctx, cam, 4), iters)
+        out["mvdream_unet_b8_32"] = bench_fn(lambda m=mv: m(x, t, ctx, cam, 4), iters)
     del mv
     empty_cache()
     return out

@@ -40,7 +40,7 @@ def bench(fn, warmup=25, rep=100) -> float:
 def ceilings() -> dict:
     a = torch.empty(2**28, device="cuda", dtype=torch.float32).uniform_()  # 1 GiB
     b = torch.empty_like(a)
-    t = bench(lambda: b.copy_(a))
+    t = bench(lambda src=a, dst=b: dst.copy_(src))
     copy_bw = 2 * a.numel() * 4 / (t * 1e-3)
     del a, b
     n = 8192

@@ -8,7 +8,6 @@ per-split files transforms_train.json / transforms_test.json that NeRF-synthetic
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np

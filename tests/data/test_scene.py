@@ -9,7 +9,7 @@ import torch
 
 from pnr.data.scene import SceneTransform, normalize_scene
 from pnr.data.transforms import load_transforms_dataset, write_transforms_dataset
-from pnr.render.cameras import from_fov, look_at, orbit_positions
+from pnr.render.cameras import from_fov, look_at
 from tests.field.spheres import sphere_cameras
 
 

@@ -1,7 +1,6 @@
 """Known answers with the shipped domain encoder (pnr/assets/encoder) on exact renders."""
 
 import pytest
-import torch
 
 from pnr.data.domain import grammar as G
 from pnr.metrics.attributes import read_attributes
