@@ -4,11 +4,15 @@ JOBS.jsonl holds one JSON object per line: {"id", "source", "prompt"} and option
 "eta", "source_prompt", "fit_steps", "field" and any EditConfig setting by name ("edit_steps": 40). Every line
 is checked before anything runs (`read_jobs`: a PnrError naming the line and the bad key or value).
 
-`run_jobs` runs them on Ray (`pip install 'pnr[batch]'`): one actor per GPU (num_gpus=1) when CUDA is there,
-else N CPU actors; each actor builds its worker once (EditWorker: loads the prior) and is handed one job at a
-time, so a fast worker takes more jobs. Local Ray unless `address` names a cluster (or Ray is already
-initialised by the caller, which is then reused and left running). backend="inline" runs the jobs one after
-another in this process (no Ray; for debugging and machines without it).
+`run_jobs` runs them on Ray (`pip install 'pnr[batch]'`, backend="ray"): `workers_per_gpu` (K, default 1) actors
+per GPU when CUDA is there (num_gpus=1/K each), else N CPU actors; each actor builds its worker once (EditWorker:
+loads the prior) and is handed one job at a time, so a fast worker takes more jobs. Local Ray unless `address`
+names a cluster (or Ray is already initialised by the caller, which is then reused and left running).
+backend="processes" does the same without Ray (a machine that cannot install it): local worker processes
+started with 'spawn', worker i on GPU i // K (CUDA_VISIBLE_DEVICES set in the worker before CUDA starts), the
+same workers, hand-out and records (`_dispatch` serves both). K above 1 with no GPU is an error (--workers is
+the CPU's knob). Every local worker gets cores // workers torch threads. backend="inline" runs the jobs one
+after another in this process (no workers; for debugging).
 
 Output: DIR/<id>/ is `edit_to_dir`'s folder (checkpoint/, edit.json, turntable.mp4, contact.png) and
 DIR/results.jsonl gets one line per job run: {"id", "status": "done" | "failed", "error", "seconds", ...},
@@ -33,7 +37,9 @@ import difflib
 import json
 import os
 import re
+import signal
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -373,26 +379,72 @@ class BatchSummary:
                 f"results in {self.results}" + (f"; {self.not_started} not started" if self.not_started else ""))
 
 
-def plan_workers(workers: int | None, device: str, address: str | None) -> tuple[int, bool]:
-    """(number of workers, on GPU?). GPU: one per GPU (`workers` caps it); CPU: `workers`, default 1."""
+BACKENDS = ("ray", "processes", "inline")
+
+
+def cores() -> int:
+    """CPU cores this process may use (its affinity mask: a container's or a job scheduler's share), not the host's."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def worker_threads(workers: int, ncores: int | None = None) -> int:
+    """Torch threads per worker: the cores shared out, at least one (16 workers on one GPU that each start a
+    thread per core would fight over the CPU that launches their kernels)."""
+    return max(1, (ncores or cores()) // max(1, workers))
+
+
+def worker_device(index: int, workers_per_gpu: int, gpus: int) -> str:
+    """Worker `index`'s device when `workers_per_gpu` (K) workers share each of `gpus` GPUs: "cuda:<index // K>"
+    (workers fill the GPUs in order, so a restarted worker keeps its GPU), "cpu" when there are no GPUs."""
+    if workers_per_gpu < 1:
+        raise ValueError(f"workers_per_gpu must be >= 1, got {workers_per_gpu}")
+    if gpus <= 0:
+        return "cpu"
+    gpu = index // workers_per_gpu
+    if not 0 <= gpu < gpus:
+        raise ValueError(f"worker {index} does not fit on {gpus} GPU(s) x {workers_per_gpu} workers")
+    return f"cuda:{gpu}"
+
+
+def _gpu_count(device: str, address: str | None) -> int:
+    """GPUs the workers may use: none for --device cpu, the Ray cluster's with --address, else this machine's."""
     import torch
 
+    if device == "cpu":
+        return 0
+    if address is not None:
+        import ray
+
+        gpus = int(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0
+    else:
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device == "cuda" and gpus == 0:
+        raise PnrError("--device cuda: no CUDA GPU " + ("in the Ray cluster" if address else "here"))
+    return gpus
+
+
+def plan_workers(workers: int | None, device: str, address: str | None,
+                 workers_per_gpu: int = 1) -> tuple[int, bool]:
+    """(number of workers, on GPU?). GPU: `workers_per_gpu` per GPU (`workers` caps the total); CPU: `workers`,
+    default 1. workers_per_gpu > 1 with no GPU is an error rather than ignored: a CPU run would quietly measure
+    something else than asked, and --workers is the CPU's knob."""
     if device not in ("auto", "cpu", "cuda"):
         raise PnrError(f"--device {device!r}: expected auto, cpu or cuda")
     if workers is not None and workers < 1:
         raise PnrError(f"--workers must be >= 1, got {workers}")
-    gpus = 0
-    if device != "cpu":
-        if address is not None:
-            import ray
-
-            gpus = int(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0
-        else:
-            gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if device == "cuda" and gpus == 0:
-            raise PnrError("--device cuda: no CUDA GPU " + ("in the Ray cluster" if address else "here"))
+    if not _is_int(workers_per_gpu) or workers_per_gpu < 1:
+        raise PnrError(f"--workers-per-gpu must be an integer >= 1, got {workers_per_gpu!r}")
+    gpus = _gpu_count(device, address)
     if gpus:
-        return (min(gpus, workers) if workers else gpus), True
+        total = gpus * workers_per_gpu
+        return (min(total, workers) if workers else total), True
+    if workers_per_gpu > 1:
+        where = "--device cpu" if device == "cpu" else ("no GPU in the Ray cluster" if address else "no CUDA GPU here")
+        raise PnrError(f"--workers-per-gpu {workers_per_gpu} shares GPUs, but {where}; on the CPU use --workers N "
+                       "(N CPU workers) instead")
     return (workers or 1), False
 
 
@@ -401,8 +453,9 @@ def _ray_init(address: str | None, n: int, gpu: bool):
     try:
         import ray
     except ImportError:
-        raise PnrError("pnr batch runs on Ray: pip install 'pnr[batch]' (or ray); --backend inline runs the jobs "
-                       "one after another in this process instead") from None
+        raise PnrError("pnr batch runs on Ray: pip install 'pnr[batch]' (or ray); --backend processes runs a pool "
+                       "of local worker processes and --backend inline the jobs one after another in this "
+                       "process instead") from None
     if ray.is_initialized():
         return ray, False
     import logging
@@ -423,7 +476,7 @@ def run_jobs(jobs: list, out_dir: str | Path, prior: str = "builtin", workers: i
              worker_cls: type | None = None, worker_kwargs: dict | None = None,
              is_done: Callable[[Any], dict | None] | None = None,
              on_result: Callable[[dict], None] | None = None, results: str | Path | None = None,
-             stop: Callable[[], bool] | None = None) -> BatchSummary:
+             stop: Callable[[], bool] | None = None, workers_per_gpu: int = 1) -> BatchSummary:
     """Runs `jobs` (read_jobs' Jobs, or anything with `.id` for a custom worker_cls) into out_dir; see the module
     doc. Returns the counts; every outcome is also a line of `results` (default out_dir/results.jsonl).
     `on_result(rec)` is called in this process after each job's line is written; `stop()`, asked before each
@@ -431,8 +484,14 @@ def run_jobs(jobs: list, out_dir: str | Path, prior: str = "builtin", workers: i
     the next run (summary.not_started), the running ones finish."""
     from tqdm import tqdm
 
-    if backend not in ("ray", "inline"):
-        raise PnrError(f"--backend {backend!r}: expected ray or inline")
+    if backend not in BACKENDS:
+        raise PnrError(f"--backend {backend!r}: expected {', '.join(BACKENDS)}")
+    if backend == "inline" and workers_per_gpu != 1:
+        raise PnrError("--workers-per-gpu needs --backend processes or ray: inline runs one job at a time")
+    if backend == "processes" and address is not None:
+        raise PnrError("--address joins a Ray cluster: it needs --backend ray (processes runs on this machine)")
+    if backend != "inline" and address is None:
+        plan_workers(workers, device, None, workers_per_gpu)  # a bad worker setting: an error before any output
     t0 = time.time()
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -498,81 +557,119 @@ def run_jobs(jobs: list, out_dir: str | Path, prior: str = "builtin", workers: i
                 except Exception as e:  # noqa: BLE001
                     rec = {"id": str(j.id), "status": "failed", "error": _message(e)}
                 record(rec)
+        elif todo and backend == "processes":
+            _run_processes(todo, worker_cls, worker_kwargs, workers, workers_per_gpu, device, record, summary, stop)
         elif todo:
-            _run_ray(todo, worker_cls, worker_kwargs, workers, device, address, record, summary, stop)
+            _run_ray(todo, worker_cls, worker_kwargs, workers, workers_per_gpu, device, address, record, summary,
+                     stop)
     finally:
         bar.close()
     summary.seconds = time.time() - t0
     return summary
 
 
-def _run_ray(todo, worker_cls, worker_kwargs, workers, device, address, record, summary, stop=None) -> None:
-    # Ray is started first when joining a cluster: its GPUs decide the number of workers
-    if address:
-        ray, own = _ray_init(address, 0, False)
-        n, gpu = plan_workers(workers, device, address)
-    else:
-        n, gpu = plan_workers(workers, device, None)
-        ray, own = _ray_init(None, n, gpu)
-    n = min(n, len(todo))
-    summary.workers = n
-    try:
-        actor_cls = ray.remote(worker_cls)
-        threads = None if gpu or address else max(1, (os.cpu_count() or 1) // n)
-        extra = {} if threads is None or "threads" not in _init_params(worker_cls) else {"threads": threads}
+# ----------------------------------------------------------------------------------- handing out the jobs
 
-        def start(i):
-            opts = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": 1}
-            return actor_cls.options(**opts).remote(**worker_kwargs, **extra, device="cuda" if gpu else "cpu",
-                                                    index=i)
 
-        actors = {i: start(i) for i in range(n)}
-        served, strikes = dict.fromkeys(actors, 0), dict.fromkeys(actors, 0)  # jobs done / deaths before any job
-        queue = list(todo)
-        inflight = {}  # ObjectRef -> (worker index, job)
+def _dispatch(pool, todo: list, n: int, record: Callable[[dict], None], summary: BatchSummary,
+              stop: Callable[[], bool] | None) -> None:
+    """Hands `todo` out one job at a time to the pool's n workers (a fast worker takes more jobs) and records each
+    outcome, the same way for every backend. A worker that dies fails the job it had and is replaced; one that
+    dies twice before finishing any job (e.g. it cannot start) is given up, so a broken setup cannot restart
+    forever. `pool`: start(i), submit(i, job), wait() -> (i, "result" | "error" | "died", record | message),
+    kill(i) (_RayPool, _ProcessPool)."""
+    for i in range(n):
+        pool.start(i)
+    alive = set(range(n))
+    served, strikes = dict.fromkeys(alive, 0), dict.fromkeys(alive, 0)  # jobs done / deaths before any job
+    queue = list(todo)
+    busy = {}  # worker index -> its job
 
-        def submit(i):
-            if queue and stop is not None and stop():
-                summary.not_started += len(queue)
-                queue.clear()
-            if queue and i in actors:
-                j = queue.pop(0)
-                inflight[actors[i].run.remote(j)] = (i, j)
+    def submit(i: int) -> None:
+        if queue and stop is not None and stop():
+            summary.not_started += len(queue)
+            queue.clear()
+        if queue and i in alive:
+            busy[i] = queue.pop(0)
+            pool.submit(i, busy[i])
 
-        for i in range(n):
-            submit(i)
-        while inflight:
-            ready, _ = ray.wait(list(inflight), num_returns=1)
-            ref = ready[0]
-            i, j = inflight.pop(ref)
-            try:
-                rec = ray.get(ref)
-            except ray.exceptions.RayActorError as e:  # the worker process died (killed, OOM, a crash)
-                first = _death_message(e)
-                why = first if first.startswith("the worker could not start") else \
-                    f"the worker process died while running this job ({first})"
-                rec = {"id": str(j.id), "status": "failed", "worker": i,
-                       "error": f"{why}; run the batch again to retry it"}
-                try:
-                    ray.kill(actors[i])
-                except Exception:  # noqa: BLE001 - already gone
-                    pass
-                strikes[i] = strikes[i] + 1 if served[i] == 0 else 1
-                if strikes[i] < 2:
-                    actors[i], served[i] = start(i), 0  # a fresh worker takes the next jobs
-                else:  # it dies before finishing any job (e.g. cannot start): no more restarts of this one
-                    del actors[i]
-                    if not actors:
-                        for q in queue:
-                            record({"id": str(q.id), "status": "failed",
-                                    "error": f"not run: no worker could start or keep running ({first})"})
-                        queue.clear()
-            except ray.exceptions.RayTaskError as e:
-                rec = {"id": str(j.id), "status": "failed", "worker": i, "error": _message(e.cause or e)}
+    for i in range(n):
+        submit(i)
+    while busy:
+        i, kind, val = pool.wait()
+        j = busy.pop(i)
+        if kind == "result":
+            rec = val
+            served[i] += 1
+        elif kind == "error":
+            rec = {"id": str(j.id), "status": "failed", "worker": i, "error": val}
+        else:  # the worker process died (killed, out of memory, a crash) or could not start
+            why = val if val.startswith("the worker could not start") else \
+                f"the worker process died while running this job ({val})"
+            rec = {"id": str(j.id), "status": "failed", "worker": i, "error": f"{why}; run the batch again to retry it"}
+            pool.kill(i)
+            strikes[i] = strikes[i] + 1 if served[i] == 0 else 1
+            if strikes[i] < 2:
+                pool.start(i)  # a fresh worker takes the next jobs
+                served[i] = 0
             else:
-                served[i] += 1
-            record(rec)
-            submit(i)
+                alive.discard(i)
+                if not alive:
+                    for q in queue:
+                        record({"id": str(q.id), "status": "failed",
+                                "error": f"not run: no worker could start or keep running ({val})"})
+                    queue.clear()
+        record(rec)
+        submit(i)
+
+
+class _RayPool:
+    """Ray actors, one per worker index; a job is a `run` task on its worker's actor."""
+
+    def __init__(self, ray, worker_cls: type, options: dict, kwargs: dict):
+        self.ray, self._cls, self._options, self._kwargs = ray, ray.remote(worker_cls), options, kwargs
+        self._actors, self._inflight = {}, {}  # index -> actor, ObjectRef -> index
+
+    def start(self, i: int) -> None:
+        self._actors[i] = self._cls.options(**self._options).remote(**self._kwargs, index=i)
+
+    def submit(self, i: int, job) -> None:
+        self._inflight[self._actors[i].run.remote(job)] = i
+
+    def wait(self) -> tuple[int, str, Any]:
+        ray = self.ray
+        ready, _ = ray.wait(list(self._inflight), num_returns=1)
+        i = self._inflight.pop(ready[0])
+        try:
+            return i, "result", ray.get(ready[0])
+        except ray.exceptions.RayActorError as e:
+            return i, "died", _death_message(e)
+        except ray.exceptions.RayTaskError as e:
+            return i, "error", _message(e.cause or e)
+
+    def kill(self, i: int) -> None:
+        try:
+            self.ray.kill(self._actors.pop(i))
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+def _run_ray(todo, worker_cls, worker_kwargs, workers, workers_per_gpu, device, address, record, summary,
+             stop=None) -> None:
+    # Ray is started first when joining a cluster: its GPUs decide the number of workers
+    ray, own = _ray_init(address, 0, False) if address else (None, False)
+    try:
+        n, gpu = plan_workers(workers, device, address, workers_per_gpu)
+        if not address:
+            ray, own = _ray_init(None, n, gpu)
+        n = min(n, len(todo))
+        summary.workers = n
+        threads = None if address else worker_threads(n)  # a cluster's nodes: their own cores
+        extra = {} if threads is None or "threads" not in _init_params(worker_cls) else {"threads": threads}
+        # K actors share a GPU: each asks for 1/K of one, and Ray pins it there (CUDA_VISIBLE_DEVICES)
+        opts = {"num_gpus": 1.0 / workers_per_gpu, "num_cpus": 1} if gpu else {"num_cpus": 1}
+        kwargs = {**worker_kwargs, **extra, "device": "cuda" if gpu else "cpu"}
+        _dispatch(_RayPool(ray, worker_cls, opts, kwargs), todo, n, record, summary, stop)
     finally:
         if own:
             ray.shutdown()
@@ -599,3 +696,168 @@ def _init_params(cls) -> set:
         return set(inspect.signature(cls.__init__).parameters)
     except (TypeError, ValueError):
         return set()
+
+
+# --------------------------------------------------------------------------------- the processes backend
+
+
+def _run_processes(todo, worker_cls, worker_kwargs, workers, workers_per_gpu, device, record, summary,
+                   stop=None) -> None:
+    """Local worker processes, no Ray (machines where it cannot be installed): workers_per_gpu of them per GPU,
+    or `workers` on the CPU."""
+    n, gpu = plan_workers(workers, device, None, workers_per_gpu)
+    n = min(n, len(todo))
+    gpus = _gpu_count(device, None) if gpu else 0
+    summary.workers = n
+    pool = _ProcessPool(worker_cls, worker_kwargs, [worker_device(i, workers_per_gpu, gpus) for i in range(n)],
+                        worker_threads(n))
+    try:
+        _dispatch(pool, todo, n, record, summary, stop)
+    finally:
+        pool.close()
+
+
+class _ProcessPool:
+    """Worker processes started with 'spawn' (CUDA cannot run in a forked child), each with a pipe of its own:
+    one job in, its outcome out, so the driver knows which job a dead worker had (its sentinel fires)."""
+
+    def __init__(self, worker_cls: type, worker_kwargs: dict, devices: list[str], threads: int):
+        import multiprocessing
+
+        self._ctx = multiprocessing.get_context("spawn")
+        self._cls, self._kwargs, self._devices, self._threads = worker_cls, worker_kwargs, devices, threads
+        self._procs, self._conns, self._busy = {}, {}, set()
+
+    def start(self, i: int) -> None:
+        ours, theirs = self._ctx.Pipe()
+        p = self._ctx.Process(target=_process_main, name=f"pnr-batch-worker-{i}",
+                              args=(theirs, self._cls, self._kwargs, self._devices[i], i, self._threads))
+        p.start()
+        theirs.close()  # only the child holds its end: its death is our EOF
+        self._procs[i], self._conns[i] = p, ours
+
+    def submit(self, i: int, job) -> None:
+        self._busy.add(i)
+        try:
+            self._conns[i].send(job)
+        except (BrokenPipeError, ConnectionResetError):  # already dead: wait() sees its sentinel
+            pass
+
+    def wait(self) -> tuple[int, str, Any]:
+        from multiprocessing.connection import wait
+
+        by_obj = {}
+        for i in self._busy:
+            by_obj[self._conns[i]] = by_obj[self._procs[i].sentinel] = i
+        i = by_obj[wait(list(by_obj))[0]]
+        self._busy.discard(i)
+        conn = self._conns[i]
+        try:
+            if conn.poll():  # an answer sent just before the process exited still counts
+                kind, val = conn.recv()
+                return (i, "died", f"the worker could not start: {val}") if kind == "init" else (i, kind, val)
+        except (EOFError, OSError):
+            pass
+        return i, "died", self._exit(i)
+
+    def _exit(self, i: int) -> str:
+        p = self._procs[i]
+        p.join(timeout=10)
+        code = p.exitcode
+        if code is None:
+            return "it closed its pipe but kept running"
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
+
+    def kill(self, i: int) -> None:
+        p = self._procs.pop(i)
+        if p.is_alive():
+            p.kill()
+        p.join(timeout=10)
+        self._conns.pop(i).close()
+        self._busy.discard(i)
+
+    def close(self) -> None:
+        """Idle workers are asked to stop; busy ones (the driver is leaving mid-batch, e.g. Ctrl-C) are killed."""
+        for i, conn in self._conns.items():
+            if i not in self._busy:
+                try:
+                    conn.send(None)
+                except OSError:
+                    pass
+        for i in list(self._procs):
+            p = self._procs[i]
+            if i in self._busy:
+                p.kill()
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=10)
+            self._procs.pop(i)
+            self._conns.pop(i).close()
+        self._busy.clear()
+
+
+def _visible_gpu(gpu: int, visible: str | None) -> str:
+    """CUDA_VISIBLE_DEVICES for a worker on GPU `gpu` of the driver's GPUs: the driver's own list (e.g. "2,3")
+    indexed, so a restricted driver keeps its workers inside its GPUs."""
+    ids = [s.strip() for s in (visible or "").split(",") if s.strip()]
+    return ids[gpu] if gpu < len(ids) else str(gpu)
+
+
+def _pin_device(device: str) -> str:
+    """Makes "cuda:N" this process's only GPU before CUDA starts (then "cuda" means it, whatever the worker's code
+    says); torch.cuda.set_device if CUDA already started. -> the device name the worker gets."""
+    if not device.startswith("cuda:"):
+        return device
+    gpu = int(device.split(":", 1)[1])
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.set_device(gpu)
+        return device
+    os.environ["CUDA_VISIBLE_DEVICES"] = _visible_gpu(gpu, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return "cuda"
+
+
+def _exc_line(e: BaseException) -> str:
+    mod = type(e).__module__
+    return f"{'' if mod == 'builtins' else mod + '.'}{type(e).__name__}: {e}"
+
+
+def _process_main(conn, worker_cls: type, worker_kwargs: dict, device: str, index: int, threads: int) -> None:
+    """A worker process: pins its GPU, builds its worker once (the prior loads once), then runs the jobs it is
+    sent until None or the driver's end (EOF). Ctrl-C is the driver's to handle: it kills busy workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    device = _pin_device(device)
+    import torch
+
+    torch.set_num_threads(threads)
+    kwargs = dict(worker_kwargs)
+    if "threads" in _init_params(worker_cls):
+        kwargs.setdefault("threads", threads)
+    try:
+        worker = worker_cls(**kwargs, device=device, index=index)
+    except BaseException as e:  # noqa: BLE001 - reported as the job's error, as Ray reports a failed actor
+        conn.send(("init", _exc_line(e)[:400]))
+        return
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):  # the driver is gone
+            return
+        if job is None:
+            return
+        try:
+            msg = ("result", worker.run(job))
+        except Exception as e:  # noqa: BLE001 - a job's failure is its result
+            msg = ("error", _message(e))
+        try:
+            conn.send(msg)
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        except Exception as e:  # noqa: BLE001 - a result that does not pickle
+            conn.send(("error", f"its result could not be sent back: {_message(e)}"))

@@ -1,5 +1,6 @@
 """pnr batch (pnr/batch.py): JOBS.jsonl checks, results.jsonl appends, and real batches of tiny edits — on Ray
-with 2 CPU workers (one local Ray instance for the module) and inline."""
+with 2 CPU workers (one local Ray instance for the module), on the processes backend (spawned local workers) and
+inline; the K-workers-per-GPU plan and the CLI's worker flags without a GPU."""
 
 import json
 import os
@@ -10,7 +11,8 @@ import time
 
 import pytest
 
-from pnr.batch import Job, _repair, append_result, read_jobs, read_results, run_jobs
+from pnr.batch import (Job, _pin_device, _repair, _visible_gpu, append_result, plan_workers, read_jobs, read_results,
+                       run_jobs, worker_device, worker_threads)
 from pnr.data.domain.grammar import vocabulary
 from pnr.errors import PnrError
 from pnr.field.checkpoint import save_checkpoint
@@ -281,3 +283,162 @@ def test_readme_example_jobs_are_valid(tmp_path, monkeypatch):
     jobs = read_jobs(tmp_path / "jobs.jsonl")
     assert [j.id for j in jobs] == ["mug_blue", "mug_dots", "mug_sds"]
     assert jobs[2].config().method == "sds" and jobs[2].config().edit_steps == 40 and jobs[1].seed == 1
+
+
+# ------------------------------------------------------------------------- processes backend, K per GPU
+
+
+def _outcomes(path):
+    return {i: (r["status"], r.get("conditioning_text"), r.get("eta"), sorted(r)) for i, r in read_results(path).items()}
+
+
+def test_processes_two_workers_match_inline_and_resume(setup, tmp_path):
+    """2 spawned workers share 4 jobs ("in purpel", j3, raises and is recorded without stopping the others) and
+    write the records inline writes (same ids, status, text, η, keys); a rerun skips the 3 finished jobs and
+    runs only j3 again."""
+    d, prior = setup
+    jobs = read_jobs(write_jobs(tmp_path / "jobs.jsonl", d / "src", PROMPTS[:3] + PROMPTS[-1:]))
+    s_in = run_jobs(jobs, tmp_path / "inline", prior=prior, backend="inline", progress=False)
+    s = run_jobs(jobs, tmp_path / "proc", prior=prior, backend="processes", workers=2, progress=False)
+    assert (s.done, s.skipped, s.failed, s.workers) == (3, 0, 1, 2) == (s_in.done, 0, s_in.failed, 2)
+    res = tmp_path / "proc" / "results.jsonl"
+    assert _outcomes(res) == _outcomes(tmp_path / "inline" / "results.jsonl")
+    recs = read_results(res)
+    assert "'purpel' (close: purple)" in recs["j3"]["error"]
+    done = [r for r in recs.values() if r["status"] == "done"]
+    assert {r["worker"] for r in done} == {0, 1} and os.getpid() not in {r["pid"] for r in done}  # both worked
+    assert all(json.loads((tmp_path / "proc" / r["id"] / "edit.json").read_text())["finished"] for r in done)
+    mtimes = {r["id"]: (tmp_path / "proc" / r["id"] / "edit.json").stat().st_mtime_ns for r in done}
+
+    s2 = run_jobs(jobs, tmp_path / "proc", prior=prior, backend="processes", workers=2, progress=False)
+    assert (s2.done, s2.skipped, s2.failed, s2.workers) == (0, 3, 1, 1) and s2.failed_ids == ["j3"]
+    assert {i: (tmp_path / "proc" / i / "edit.json").stat().st_mtime_ns for i in mtimes} == mtimes
+    assert len(res.read_text().splitlines()) == 5  # 4 + j3 again
+
+
+class Fragile:
+    """A cheap custom worker for the processes backend: job "2" kills its process, job "3" raises; `broken`
+    makes the worker fail to start. Records what the worker process was given (device, GPU, threads)."""
+
+    def __init__(self, device, index, broken=False):
+        if broken:
+            raise RuntimeError("no prior here")
+        self.device = device
+
+    def run(self, job):
+        import torch
+
+        if job.id == "2":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if job.id == "3":
+            raise RuntimeError("no threes")
+        return {"id": job.id, "status": "done", "pid": os.getpid(), "device": self.device,
+                "visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "threads": torch.get_num_threads()}
+
+
+def _ids(n):
+    from types import SimpleNamespace
+
+    return [SimpleNamespace(id=str(i)) for i in range(n)]
+
+
+def test_processes_dead_worker_is_replaced(tmp_path):
+    """One worker: job 2 kills it (SIGKILL), so job 2 is failed as a dead worker's and a fresh process runs the
+    rest; job 3's exception is its own failure only."""
+    s = run_jobs(_ids(6), tmp_path, backend="processes", workers=1, worker_cls=Fragile, progress=False)
+    assert (s.done, s.failed, s.failed_ids) == (4, 2, ["2", "3"])
+    recs = read_results(tmp_path / "results.jsonl")
+    assert recs["2"]["error"] == ("the worker process died while running this job (killed by SIGKILL); run the "
+                                  "batch again to retry it")
+    assert recs["3"]["error"] == "RuntimeError: no threes"
+    assert recs["0"]["pid"] == recs["1"]["pid"] != recs["4"]["pid"] == recs["5"]["pid"]  # replaced once
+
+
+def test_processes_worker_that_cannot_start(tmp_path):
+    """A worker whose start raises: its jobs fail with that message, it is restarted once, then given up."""
+    s = run_jobs(_ids(3), tmp_path, backend="processes", workers=1, worker_cls=Fragile,
+                 worker_kwargs={"broken": True}, progress=False)
+    assert (s.done, s.failed) == (0, 3)
+    errs = [r["error"] for r in read_results(tmp_path / "results.jsonl").values()]
+    assert sum(e.startswith("the worker could not start: RuntimeError: no prior here") for e in errs) == 2
+    assert sum(e.startswith("not run: no worker could start or keep running") for e in errs) == 1
+
+
+def test_processes_k_workers_share_a_gpu(tmp_path, monkeypatch):
+    """Two workers on one (pretended) GPU: both are pinned to it through CUDA_VISIBLE_DEVICES (the driver's own
+    list indexed: "3" here) and told "cuda", and share the cores' threads. No CUDA is touched."""
+    import pnr.batch
+
+    monkeypatch.setattr(pnr.batch, "_gpu_count", lambda device, address: 1)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    s = run_jobs(_ids(2), tmp_path, backend="processes", workers_per_gpu=2, worker_cls=Fragile, progress=False)
+    recs = read_results(tmp_path / "results.jsonl")
+    assert s.workers == 2 and recs["0"]["pid"] != recs["1"]["pid"]
+    assert {(r["device"], r["visible"], r["threads"]) for r in recs.values()} == {("cuda", "3", worker_threads(2))}
+
+
+def test_worker_device_plan_threads():
+    """Worker i on GPU i // K; the plan's worker count, and its errors (K with no GPU is refused, not ignored)."""
+    assert [worker_device(i, 4, 2) for i in range(8)] == ["cuda:0"] * 4 + ["cuda:1"] * 4
+    assert [worker_device(i, 1, 3) for i in range(3)] == ["cuda:0", "cuda:1", "cuda:2"]
+    assert worker_device(5, 16, 0) == "cpu"
+    for bad in [(8, 4, 2), (-1, 1, 1), (0, 0, 1)]:
+        with pytest.raises(ValueError):
+            worker_device(*bad)
+    assert (worker_threads(16, 16), worker_threads(4, 16), worker_threads(32, 16), worker_threads(3, 2)) == (1, 4, 1, 1)
+    assert (_visible_gpu(1, "2,3"), _visible_gpu(0, None), _visible_gpu(2, "")) == ("3", "0", "2")
+
+
+def test_plan_workers_per_gpu(monkeypatch):
+    import pnr.batch
+
+    monkeypatch.setattr(pnr.batch, "_gpu_count", lambda device, address: 0 if device == "cpu" else 2)
+    assert plan_workers(None, "auto", None, 8) == (16, True)
+    assert plan_workers(5, "auto", None, 8) == (5, True)  # --workers caps the total
+    assert plan_workers(None, "auto", None) == (2, True)
+    assert plan_workers(3, "cpu", None) == (3, False)
+    with pytest.raises(PnrError, match=r"--workers-per-gpu 4 shares GPUs, but --device cpu; on the CPU use --workers"):
+        plan_workers(None, "cpu", None, 4)
+    monkeypatch.setattr(pnr.batch, "_gpu_count", lambda device, address: 0)
+    with pytest.raises(PnrError, match="but no CUDA GPU here"):
+        plan_workers(2, "auto", None, 2)
+    with pytest.raises(PnrError, match="must be an integer >= 1"):
+        plan_workers(None, "auto", None, 0)
+
+
+def test_pin_device(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    assert _pin_device("cpu") == "cpu" and os.environ["CUDA_VISIBLE_DEVICES"] == "4,5"
+    assert _pin_device("cuda:1") == "cuda" and os.environ["CUDA_VISIBLE_DEVICES"] == "5"
+
+
+def test_cli_worker_flags(setup, tmp_path, capsys, monkeypatch):
+    """--backend processes and --workers-per-gpu reach run_jobs; bad values are one-line errors (exit 2) before
+    any output folder is made."""
+    import pnr.batch
+    from pnr.cli import main
+
+    d, prior = setup
+    jobs = write_jobs(tmp_path / "jobs.jsonl", d / "src", ["in blue"])
+    out = tmp_path / "out"
+    for argv, msg in [
+        (["--workers-per-gpu", "0"], "argument --workers-per-gpu: expected a whole number >= 1, got 0"),
+        (["--workers", "two"], "argument --workers: expected a whole number >= 1, got 'two'"),
+        (["--backend", "threads"], "argument --backend: invalid choice: 'threads'"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            main(["batch", str(jobs), "--out", str(out), *argv])
+        assert e.value.code == 2 and msg in capsys.readouterr().err
+    for argv, msg in [
+        (["--backend", "processes", "--workers-per-gpu", "4", "--device", "cpu"],
+         "--workers-per-gpu 4 shares GPUs, but --device cpu; on the CPU use --workers N"),
+        (["--backend", "inline", "--workers-per-gpu", "2"], "--workers-per-gpu needs --backend processes or ray"),
+        (["--backend", "processes", "--address", "auto"], "--address joins a Ray cluster: it needs --backend ray"),
+    ]:
+        assert main(["batch", str(jobs), "--out", str(out), "--prior", prior, *argv]) == 2
+        assert capsys.readouterr().err.startswith(f"pnr batch: error: {msg}")
+    assert not out.exists()
+    seen = {}
+    monkeypatch.setattr(pnr.batch, "run_jobs", lambda jobs, out, **kw: seen.update(kw) or pnr.batch.BatchSummary())
+    assert main(["batch", str(jobs), "--out", str(out), "--backend", "processes", "--workers-per-gpu", "12"]) == 0
+    assert (seen["backend"], seen["workers_per_gpu"], seen["workers"]) == ("processes", 12, None)
