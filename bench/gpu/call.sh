@@ -131,6 +131,9 @@ if [[ $mode == *quality* ]]; then
     pids+=($!)
   done
   wait "${pids[@]}"
+  # alternative to the loop above, one command on a pnr.batch pool of $shards workers (issue 18, docs/batch.md; not
+  # run on a GPU yet); --shard 0/1 keeps its records in quality.shard0.jsonl, which the steps below pack as before:
+  # python3 bench/quality.py run --out $W/q/quality.jsonl --device ${DEVICE:-cuda} --shard 0/1 --workers $shards --max-minutes $m --methods pnr,sds,pds,idu,regen,pnr_fixed > $W/q/shard0.log 2>&1
   rm $W/q/quality.jsonl
   grep -h "finished" $W/q/shard*.log
 fi

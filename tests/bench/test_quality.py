@@ -6,31 +6,8 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
 import pnr.bench.quality as Q
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tiny_prior(tmp_path_factory):
-    from pnr.priors.builtin import BuiltinPrior, PriorConfig, save_prior
-    from pnr.priors.builtin.data import domain_vocab
-
-    torch.manual_seed(0)
-    p = BuiltinPrior(PriorConfig.tiny(domain_vocab())).eval()
-    with torch.no_grad():  # zero-initialised output layers would make every prediction 0
-        for prm in p.parameters():
-            if prm.abs().sum() == 0 and prm.dim() > 1:
-                prm.normal_(0, 0.02)
-    return save_prior(p, tmp_path_factory.mktemp("prior") / "prior.safetensors")
 
 
 def _run_args(out: Path, prior: Path, methods: str, *extra: str) -> list[str]:

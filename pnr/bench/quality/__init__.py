@@ -1,7 +1,7 @@
 """Quality benchmark (paper Tables 1-2, Fig. 8) on the built-in domain's held-out TEST split, with ground truth.
 
     python bench/quality.py run    --out bench/results/quality.jsonl [--device cuda] [--methods pnr,sds,...]
-                                   [--types color,...] [--limit N] [--shard I/N] [--max-minutes M]
+                                   [--types color,...] [--limit N] [--shard I/N | --workers K] [--max-minutes M]
                                    [--fit-steps K] [--preset bench] [--edit-steps S ...] [--set NAME=VALUE ...]
     python bench/quality.py merge  --jsonl bench/results/quality.jsonl
     python bench/quality.py table  --jsonl bench/results/quality.jsonl --md docs/quality.md
@@ -20,8 +20,15 @@ everything is done. Every finished job appends one JSON line (pnr: two) in a sin
 truncated last line (a process killed mid-write) is ignored on read and cut off before the next append.
 --shard I/N: process I of N takes the edits whose index in the selected list is I mod N and writes
 `<out stem>.shardI.jsonl`; `table` and `figure` read the shard files too, `merge` folds them into --out.
+--workers K: one command instead of N shards: the edits go to a pnr.batch pool of K worker processes
+(pnr/bench/quality/worker.py; --backend processes | ray | inline, --workers-per-gpu as `pnr batch`'s),
+one edit with all its jobs at a time per worker, which loads the prior and encoder once and runs one torch
+thread (--threads); the driver appends each edit's records to --out (the same records a sharded run writes,
+plus "worker") and a line per edit to `<out stem>.batch.jsonl`; an edit that raises is recorded there as
+failed (its finished jobs are kept) and the others go on.
 --max-minutes: before each source fit and each job, the harness stops if the estimate (the longest
-finished job of that variant so far, else of any variant, with a margin) would overrun.
+finished job of that variant so far, else of any variant, with a margin) would overrun (with --workers:
+each worker, from the command's start; the pool then hands out no further edit).
 
 On the GPU machine: `bash bench/gpu/call.sh quality MINUTES SHARDS` runs the shards in parallel (finished keys
 skipped) and packs the shard files for the trip back; bench/gpu/README.md says how to fold them in here

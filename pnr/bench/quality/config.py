@@ -61,7 +61,14 @@ class RunConfig:
     eval_samples: int = _opt(128)
     thumb_edits: int = _opt(2, "edits per type with thumbnails for the figure")
     thumbs: str | None = _opt(help="thumbnail folder (default: <out dir>/thumbs)")
-    threads: int | None = _opt(help="torch CPU threads")
+    threads: int | None = _opt(help="torch CPU threads (a pool worker: default 1)")
+    workers: int | None = _opt(help="run the edits on a pnr.batch pool of K workers (one edit and all its jobs at a "
+                               "time each) instead of this process alone; K > 1 implies --backend processes",
+                               metavar="K")
+    backend: str | None = _opt(help="the pool's backend (pnr batch --backend; default processes when --workers or "
+                               "--workers-per-gpu is given)", choices=("processes", "ray", "inline"))
+    workers_per_gpu: int | None = _opt(help="pool workers per GPU, worker i on GPU i // K (default: --workers spread "
+                                       "over the GPUs)", metavar="K")
     no_warm_up: bool = _opt(False, "skip the untimed warm-up edit before the first job")
 
     @classmethod

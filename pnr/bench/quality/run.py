@@ -386,13 +386,29 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
     return shard
 
 
-def cmd_run(a: RunConfig) -> int:
+def _use_pool(a: RunConfig) -> bool:
+    """--workers K > 1, --backend or --workers-per-gpu: the jobs go to a pnr.batch worker pool (worker.py)."""
+    for name in ("workers", "workers_per_gpu"):
+        v = getattr(a, name)
+        if v is not None and v < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    return a.backend is not None or (a.workers or 1) > 1 or a.workers_per_gpu is not None
+
+
+def cmd_run(a: RunConfig, worker_cls: type | None = None) -> int:
+    """`quality run`: in this process (one shard with --shard I/N), or on a worker pool with --workers K
+    (`worker_cls`, default worker.QualityWorker)."""
     t_start = time.time()
+    pool = _use_pool(a)
     from pnr.metrics.eval import load_backbone
     from pnr.priors.builtin.prior import load_builtin_prior
 
     ctx = RunContext(a, parse_overrides(a), read_ablation(a.ablation_file) if a.ablation_file else None)
     make_config(ctx, "pnr", 0)  # fail early on a bad preset / setting
+    if pool:
+        from .worker import pool_plan
+
+        pool_plan(a)  # and on a bad worker setting
     dev = torch.device(a.device)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -423,6 +439,10 @@ def cmd_run(a: RunConfig) -> int:
           f"writing {mine}", flush=True)
     if not todo:
         return 0
+    if pool:
+        from .worker import QualityWorker, run_pool
+
+        return run_pool(todo, ctx, mine, t_start, worker_cls or QualityWorker)
     prior = load_builtin_prior(a.prior, device=dev)
     encoder = load_backbone(a.backbone, str(dev))
     writer = Appender(mine)
