@@ -12,6 +12,14 @@ import argparse
 import os
 import sys
 
+# OpenMP threads that wait at the end of each parallel region spin before sleeping (libgomp: 300k spins by
+# default). On a CPU shared with other jobs that spinning costs a time slice per op whenever the other thread is
+# descheduled: the 2-core machine's quick edit step measured ~6x slower (prior forward 6.0 s vs 0.9 s with one
+# thread). A short spin keeps the idle speed (~5 % slower) and removes that cliff (docs/speed.md). Set before
+# torch loads libgomp; an explicit GOMP_SPINCOUNT / OMP_WAIT_POLICY wins.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+
 from pnr.commands import batch, bench, data, edit, eval as eval_cmd, export, fit, prior, render
 from pnr.errors import PnrError
 

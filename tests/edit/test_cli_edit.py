@@ -98,7 +98,7 @@ def test_every_edit_setting_has_help_with_its_preset_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["edit", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "steps of the revise phase" in text and "(default 1000; bench 200; quick 30)" in text
+    assert "steps of the revise phase" in text and "(default 1000; bench 200; quick 12)" in text
     assert "weight of the L1 identity term" in text
 
 
