@@ -14,9 +14,9 @@ import sys
 
 # OpenMP threads that wait at the end of each parallel region spin before sleeping (libgomp: 300k spins by
 # default). On a CPU shared with other jobs that spinning costs a time slice per op whenever the other thread is
-# descheduled: the 2-core machine's quick edit step measured ~6x slower (prior forward 6.0 s vs 0.9 s with one
-# thread). A short spin keeps the idle speed (~5 % slower) and removes that cliff (docs/speed.md). Set before
-# torch loads libgomp; an explicit GOMP_SPINCOUNT / OMP_WAIT_POLICY wins.
+# descheduled: on the loaded 2-core machine the prior's forward took 6.0 s (0.9 s with passive waits or one thread).
+# A short spin keeps most of the idle speed (~5-10 % slower measured) and removes that cliff (docs/speed.md). Set
+# before torch loads libgomp; an explicit GOMP_SPINCOUNT / OMP_WAIT_POLICY wins.
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
