@@ -9,7 +9,8 @@
 #   LAMBDAS="300,30000 30,3000" bash bench/gpu/call.sh lambda MIN  # dev-split pilot of the identity weights
 #   ABL_FILE=bench/ablations/issue19_round1.json bash bench/gpu/call.sh ablation MIN [N]  # dev-split ablation:
 #     ABL_LIMIT (12) edits of ABL_TYPES (shape,pose,object), one process per edit (N), every tag of ABL_FILE,
-#     ABL_SEEDS seeds (1), graphed render; results in ablation/quality.jsonl
+#     ABL_SEEDS seeds (1), ABL_SPLIT (dev; dev2 = the tuning pool with every prompt kind), graphed render; results in
+#     ablation/quality.jsonl
 # (a mode naming several parts, e.g. speed+graphs+quality, runs them in that order)
 # carry=[".gpusite"] (bench/gpu/prepare.sh builds it). Everything lands in $OUT/results.tgz (plus the log),
 # written even when the call is killed at its limit; unpack it here and see bench/gpu/README.md.
@@ -95,7 +96,7 @@ if [[ $mode == *ablation* ]]; then
   echo "ablation: $n edits of ${ABL_TYPES:-shape,pose,object}, $(basename ${ABL_FILE:?}) for $m minutes"
   pids=()
   for i in $(seq 0 $((n - 1))); do
-    CUDA_VISIBLE_DEVICES=$((i % ngpu)) python3 bench/quality.py run --out $d/quality.jsonl --device cuda --split dev \
+    CUDA_VISIBLE_DEVICES=$((i % ngpu)) python3 bench/quality.py run --out $d/quality.jsonl --device cuda --split ${ABL_SPLIT:-dev} \
       --types ${ABL_TYPES:-shape,pose,object} --limit $n --shard $i/$n --methods ${ABL_METHODS:-pnr} \
       --ablation $ABL_FILE --seeds ${ABL_SEEDS:-1} --set render_graphs=true --identity-grad --threads 1 \
       --thumb-edits 0 --no-warm-up --max-minutes $m --source-cache $d/cache > $d/shard$i.log 2>&1 &

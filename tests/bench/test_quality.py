@@ -272,3 +272,13 @@ def test_versus_and_ablation_count_failures_as_zero(tmp_path, capsys):
     assert Q.main(["ablation", "--jsonl", str(abl), "--types", "pose"]) == 0
     out = capsys.readouterr().out
     assert "| pnr+ref | 2 | 0.50 |  | 0.50 | 2/2 |" in out and "| pnr+x | 2 | 0.50 | +0.00 | 0.50 | 1/2 |" in out
+
+
+def test_dev2_split_is_selectable_and_interleaved():
+    from pnr.bench.quality.jobs import select_edits
+
+    es = select_edits("dev2", ["pose"], limit=6)
+    assert [e.id for e in es] == [f"pose_d{i:02d}" for i in range(6)]
+    assert len({e.prompt for e in es}) == 6  # one of each pose: what the dev split lacks
+    mixed = select_edits("dev2", ["color", "object"], limit=4)
+    assert [e.id for e in mixed] == ["color_d00", "object_d00", "color_d01", "object_d01"]

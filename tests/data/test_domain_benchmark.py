@@ -50,3 +50,30 @@ def test_cli_writes_loadable_benchmark(tmp_path, capsys):
     assert len(doc["edits"]) == 150 and "never used for tuning" in doc["note"]
     loaded = load_benchmark(out)
     assert [e.to_dict() for e in loaded] == [e.to_dict() for e in make_benchmark(0)]
+
+
+def test_dev2_covers_every_prompt_kind_and_holds_no_test_object():
+    """The dev split's every-third rule sees 2 of the 6 poses; dev2 is a tuning pool with every prompt kind that
+    the test split has, none of whose sources or targets is a test edit's."""
+    import json
+
+    from pnr.data.domain.benchmark import make_dev2
+
+    bench, dev2 = make_benchmark(0), make_dev2(0)
+    assert [e.to_dict() for e in dev2] == [e.to_dict() for e in make_dev2(0)]  # deterministic
+    assert {e.split for e in dev2} == {"dev2"} and len(dev2) == 150
+    assert not {e.id for e in dev2} & {e.id for e in bench}
+    test = [e for e in bench if e.split == "test"]
+    key = lambda s: json.dumps(s.to_dict(), sort_keys=True)  # noqa: E731
+    test_objects = {key(x) for e in test for x in (e.source, e.target)}
+    assert not {key(x) for e in dev2 for x in (e.source, e.target)} & test_objects
+    for t in {e.edit_type for e in test}:
+        dev_prompts = {e.prompt for e in bench if e.split == "dev" and e.edit_type == t}
+        test_prompts = {e.prompt for e in test if e.edit_type == t}
+        dev2_prompts = {e.prompt for e in dev2 if e.edit_type == t}
+        if t in ("pose", "object"):  # the gap dev2 exists for
+            assert not test_prompts <= dev_prompts
+        if t != "color":  # colours are drawn at random: every test prompt need not recur
+            assert test_prompts <= dev2_prompts, (t, test_prompts - dev2_prompts)
+    for e in dev2:
+        assert e.target.to_dict() != e.source.to_dict()

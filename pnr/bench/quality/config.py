@@ -35,7 +35,8 @@ class RunConfig:
     limit: int | None = _opt(help="only the first N edits (interleaved over types)")
     shard: str | None = _opt(help="I/N: this process takes edits i with i mod N == I")
     max_minutes: float | None = _opt(help="stop before this wall time is exceeded")
-    split: str = _opt("test", "test (the benchmark); dev only for tuning", choices=("test", "dev"))
+    split: str = _opt("test", "test (the benchmark); dev or dev2 only for tuning (dev2: a second pool with every "
+                      "prompt kind, pnr.data.domain.benchmark.make_dev2)", choices=("test", "dev", "dev2"))
     seeds: int = _opt(2, "seeds for pnr and sds (others: 1)")
     preset: str = _opt("bench")
     search_steps: int | None = _opt()

@@ -71,10 +71,11 @@ def parse_methods(text: str | None) -> list[str]:
 def select_edits(split: str = "test", types: list[str] | None = None, limit: int | None = None) -> list:
     """Benchmark edits of a split, interleaved across types (color_01, pattern_01, ..., color_02, ...) so
     that a partial run covers every type evenly; --limit keeps the first N of that order."""
-    from pnr.data.domain.benchmark import make_benchmark
+    from pnr.data.domain.benchmark import make_benchmark, make_dev2
 
-    es = [e for e in make_benchmark() if e.split == split and (not types or e.edit_type in types)]
-    es.sort(key=lambda e: (int(e.id.rsplit("_", 1)[1]), TYPES.index(e.edit_type)))
+    pool = make_dev2() if split == "dev2" else make_benchmark()
+    es = [e for e in pool if e.split == split and (not types or e.edit_type in types)]
+    es.sort(key=lambda e: (int(e.id.rsplit("_", 1)[1].lstrip("d")), TYPES.index(e.edit_type)))
     return es[:limit] if limit else es
 
 

@@ -7,6 +7,11 @@ differing from the source in exactly the edited attribute, with the same continu
 
 Split: per edit type, 10 dev + 20 test. The dev split may be used for tuning (eta, schedules, guidance
 scales). THE TEST SPLIT IS NEVER USED FOR TUNING: it is only evaluated, with settings fixed on dev.
+
+The dev rule (every third edit) lines up with the prompt cycles of two makers, so the dev split holds only
+"sitting" / "with arms out" of the six poses and only hat / flower / ball of the added objects. `make_dev2` is a
+second tuning pool, drawn from its own random stream with every prompt kind of every type, disjoint from the
+test split (split "dev2", ids like `pose_d04`); the 150-edit benchmark itself is unchanged.
 """
 
 from __future__ import annotations
@@ -118,6 +123,26 @@ def make_benchmark(seed: int = 0) -> list[BenchmarkEdit]:
             tgt = apply_edit(src, prompt)
             split = "dev" if i % 3 == 0 else "test"  # the test split is never used for tuning
             edits.append(BenchmarkEdit(f"{etype}_{i:02d}", etype, src, prompt, tgt, caption(src), caption(tgt), split))
+    return edits
+
+
+def make_dev2(seed: int = 0) -> list[BenchmarkEdit]:
+    """A second tuning pool: 30 edits per type from the same makers over every prompt kind (i = 0..29, not only
+    i % 3 == 0), from a random stream of their own; a draw whose source or target equals a test edit's is redrawn,
+    so nothing here is a test object."""
+    test = [e for e in make_benchmark(seed) if e.split == "test"]
+    taken = {json.dumps(x.to_dict(), sort_keys=True) for e in test for x in (e.source, e.target)}
+    edits = []
+    for etype in EDIT_TYPES:
+        rng = random.Random(f"pnr-benchmark-dev2-{seed}-{etype}")
+        for i in range(PER_TYPE):
+            while True:
+                src, prompt = _MAKERS[etype](rng, i)
+                tgt = apply_edit(src, prompt)
+                if not {json.dumps(x.to_dict(), sort_keys=True) for x in (src, tgt)} & taken:
+                    break
+            edits.append(BenchmarkEdit(f"{etype}_d{i:02d}", etype, src, prompt, tgt, caption(src), caption(tgt),
+                                       "dev2"))
     return edits
 
 
