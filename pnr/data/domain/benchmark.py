@@ -8,8 +8,9 @@ differing from the source in exactly the edited attribute, with the same continu
 Split: per edit type, 10 dev + 20 test. The dev split may be used for tuning (eta, schedules, guidance
 scales). THE TEST SPLIT IS NEVER USED FOR TUNING: it is only evaluated, with settings fixed on dev.
 
-The dev rule (every third edit) lines up with the prompt cycles of two makers, so the dev split holds only
-"sitting" / "with arms out" of the six poses and only hat / flower / ball of the added objects. `make_dev2` is a
+The dev rule (every third edit) lines up with the prompt cycles of three makers, so the dev split holds only
+"sitting" / "with arms out" of the six poses, only height ("tall" / "short") of the shape attributes — the test
+split's shape prompts are all width / profile ones — and only hat / flower / ball of the added objects. `make_dev2` is a
 second tuning pool, drawn from its own random stream with every prompt kind of every type, disjoint from the
 test split (split "dev2", ids like `pose_d04`); the 150-edit benchmark itself is unchanged.
 """
