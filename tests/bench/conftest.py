@@ -4,13 +4,7 @@ pool workers' are) and a tiny random built-in prior."""
 import pytest
 import torch
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.threads import _one_thread  # noqa: F401  (autouse)
 
 
 @pytest.fixture(scope="session")
