@@ -7,10 +7,12 @@
 #   bash bench/gpu/call.sh graphs+quality MIN [N]  # --render-graphs vs the default render on the first 24 test
 #                                             # edits (pnr, seed 0), each against the committed results, then quality
 #   LAMBDAS="300,30000 30,3000" bash bench/gpu/call.sh lambda MIN  # dev-split pilot of the identity weights
+#   RT_EXTRA="--preset paper --types pose,object,shape --limit 21" adds arguments to every retest shard
 #   ABL_FILE=bench/ablations/issue19_round1.json bash bench/gpu/call.sh ablation MIN [N]  # dev-split ablation:
 #     ABL_LIMIT (12) edits of ABL_TYPES (shape,pose,object), one process per edit (N), every tag of ABL_FILE,
 #     ABL_SEEDS seeds (1), ABL_SPLIT (dev; dev2 = the tuning pool with every prompt kind), graphed render; results in
-#     ablation/quality.jsonl
+#     ablation/quality.jsonl; ABL_SHARD_MIN caps the shards' minutes; ABL_RAY_SEEDS=S then runs seeds up to S on one
+#     Ray pool of N workers (needs .ray/ carried; jobs/min of both in the log)
 # (a mode naming several parts, e.g. speed+graphs+quality, runs them in that order)
 # carry=[".gpusite"] (bench/gpu/prepare.sh builds it). Everything lands in $OUT/results.tgz (plus the log),
 # written even when the call is killed at its limit; unpack it here and see bench/gpu/README.md.
@@ -19,6 +21,11 @@ mode=${1:?mode: speed | quality | both}; minutes=${2:-8.5}; shards=${3:-12}
 T0=$(date +%s)
 W=/tmp/w; mkdir -p $W/q
 export PYTHONPATH=$PWD/.gpusite:$PWD PYTHONUNBUFFERED=1
+# Ray (issue 18): its wheel (79 MB) is over the transfer limit; carry `.ray/ray_site.tar.xz` (31 MB: the cp312 wheel
+# unpacked without its Java jars and source maps, plus jsonschema and its three needs, which the image lacks)
+if [ -f .ray/ray_site.tar.xz ]; then
+  mkdir -p /tmp/site && tar -C /tmp/site -xJf .ray/ray_site.tar.xz && export PYTHONPATH=/tmp/site:$PYTHONPATH RAY_USAGE_STATS_ENABLED=0
+fi
 pack() { tar -C $W -czf $OUT/partial.tgz . 2>/dev/null && mv $OUT/partial.tgz $OUT/results.tgz; }
 trap pack EXIT
 ( while sleep 60; do pack; done ) &  # a call killed at its time limit still brings back the last minute's state
@@ -93,18 +100,30 @@ if [[ $mode == *ablation* ]]; then
   d=$W/ablation; mkdir -p $d/cache
   [ -n "${ABL_DONE:-}" ] && cp $ABL_DONE $d/quality.jsonl  # finished jobs of an earlier call: skipped
   n=${ABL_LIMIT:-12}; m=$(python3 -c "print(round($(left) - 0.6, 2))")
-  echo "ablation: $n edits of ${ABL_TYPES:-shape,pose,object}, $(basename ${ABL_FILE:?}) for $m minutes"
+  ta=$(date +%s); echo "ablation: $n edits of ${ABL_TYPES:-shape,pose,object}, $(basename ${ABL_FILE:?}) for $m minutes"
   pids=()
   for i in $(seq 0 $((n - 1))); do
     CUDA_VISIBLE_DEVICES=$((i % ngpu)) python3 bench/quality.py run --out $d/quality.jsonl --device cuda --split ${ABL_SPLIT:-dev} \
       --types ${ABL_TYPES:-shape,pose,object} --limit $n --shard $i/$n --methods ${ABL_METHODS:-pnr} \
       --ablation $ABL_FILE --seeds ${ABL_SEEDS:-1} --set render_graphs=true --identity-grad --threads 1 \
-      --thumb-edits 0 --no-warm-up --max-minutes $m --source-cache $d/cache > $d/shard$i.log 2>&1 &
+      --thumb-edits 0 --no-warm-up --max-minutes ${ABL_SHARD_MIN:-$m} --source-cache $d/cache > $d/shard$i.log 2>&1 &
     pids+=($!)
   done
   wait "${pids[@]}"
+  t1=$(date +%s); echo "ablation shards: $((t1 - ta)) s wall, $(cat $d/quality*.jsonl | wc -l) records"
   rm -rf $d/cache
   grep -h "finished" $d/shard*.log
+  if [ -n "${ABL_RAY_SEEDS:-}" ]; then  # the jobs of the further seeds on one Ray pool of N workers (jobs/min vs shards)
+    m=$(python3 -c "print(round($(left) - 0.5, 2))"); mkdir -p $d/cache_ray
+    python3 -c 'import ray; print("ray", ray.__version__)' 2>&1 | tail -1
+    tr=$(date +%s)
+    python3 bench/quality.py run --out $d/quality.jsonl --device cuda --split ${ABL_SPLIT:-dev} \
+      --types ${ABL_TYPES:-shape,pose,object} --limit $n --methods ${ABL_METHODS:-pnr} --ablation $ABL_FILE \
+      --seeds $ABL_RAY_SEEDS --set render_graphs=true --identity-grad --threads 1 --thumb-edits 0 --no-warm-up \
+      --max-minutes $m --source-cache $d/cache_ray --workers $shards --backend ray > $d/ray.log 2>&1
+    echo "ablation ray: rc $?, $(( $(date +%s) - tr )) s wall"; grep -v "^quality: \[" $d/ray.log | tail -8
+    rm -rf $d/cache_ray
+  fi
 fi
 
 if [[ $mode == *retest* ]]; then  # a fresh test-split run: RT_METHODS (pnr), RT_SEEDS (1), graphed; RT_DONE=FILE skips its jobs
@@ -114,7 +133,7 @@ if [[ $mode == *retest* ]]; then  # a fresh test-split run: RT_METHODS (pnr), RT
   for i in $(seq 0 $((shards - 1))); do
     CUDA_VISIBLE_DEVICES=$((i % ngpu)) python3 bench/quality.py run --out $d/quality.jsonl --device cuda --shard $i/$shards \
       --max-minutes $m --methods ${RT_METHODS:-pnr} --seeds ${RT_SEEDS:-1} --set render_graphs=true --threads 1 \
-      --thumb-edits ${RT_THUMBS:-2} --no-warm-up > $d/shard$i.log 2>&1 &
+      --thumb-edits ${RT_THUMBS:-2} --no-warm-up ${RT_EXTRA:-} > $d/shard$i.log 2>&1 &
     pids+=($!)
   done
   wait "${pids[@]}"
