@@ -7,6 +7,7 @@
 #   bash bench/gpu/call.sh graphs+quality MIN [N]  # --render-graphs vs the default render on the first 24 test
 #                                             # edits (pnr, seed 0), each against the committed results, then quality
 #   LAMBDAS="300,30000 30,3000" bash bench/gpu/call.sh lambda MIN  # dev-split pilot of the identity weights
+#   RT_BACKEND=ray|processes runs the retest on one pool of N workers instead of N shards;
 #   RT_EXTRA="--preset paper --types pose,object,shape --limit 21" adds arguments to every retest shard
 #   ABL_FILE=bench/ablations/issue19_round1.json bash bench/gpu/call.sh ablation MIN [N]  # dev-split ablation:
 #     ABL_LIMIT (12) edits of ABL_TYPES (shape,pose,object), one process per edit (N), every tag of ABL_FILE,
@@ -21,11 +22,14 @@ mode=${1:?mode: speed | quality | both}; minutes=${2:-8.5}; shards=${3:-12}
 T0=$(date +%s)
 W=/tmp/w; mkdir -p $W/q
 export PYTHONPATH=$PWD/.gpusite:$PWD PYTHONUNBUFFERED=1
-# Ray (issue 18): its wheel (79 MB) is over the transfer limit; carry `.ray/ray_site.tar.xz` (31 MB: the cp312 wheel
-# unpacked without its Java jars and source maps, plus jsonschema and its three needs, which the image lacks)
-if [ -f .ray/ray_site.tar.xz ]; then
-  mkdir -p /tmp/site && tar -C /tmp/site -xJf .ray/ray_site.tar.xz && export PYTHONPATH=/tmp/site:$PYTHONPATH RAY_USAGE_STATS_ENABLED=0
+# Ray (issue 18): its wheel (79 MB) and the prior's weights are over the transfer limit together. bench/gpu/ray_site.sh
+# builds a 19 MB .tar.xz (the cp312 wheel unpacked, binaries stripped, without its Java jars, source maps and the
+# data/train/tune/serve/rllib/llm libraries; plus jsonschema and its three needs, which the image lacks) split in three
+# parts .ray/p0 p1 p2: carry one per call, back to back (a warm machine keeps the ignored files of the earlier calls)
+if [ -f .ray/p0 ] && [ -f .ray/p1 ] && [ -f .ray/p2 ]; then
+  mkdir -p /tmp/site && cat .ray/p0 .ray/p1 .ray/p2 | tar -C /tmp/site -xJ && export PYTHONPATH=/tmp/site:$PYTHONPATH RAY_USAGE_STATS_ENABLED=0
 fi
+ls .ray 2>/dev/null | tr '\n' ' '; echo "(ray parts here)"
 pack() { tar -C $W -czf $OUT/partial.tgz . 2>/dev/null && mv $OUT/partial.tgz $OUT/results.tgz; }
 trap pack EXIT
 ( while sleep 60; do pack; done ) &  # a call killed at its time limit still brings back the last minute's state
@@ -129,7 +133,13 @@ fi
 if [[ $mode == *retest* ]]; then  # a fresh test-split run: RT_METHODS (pnr), RT_SEEDS (1), graphed; RT_DONE=FILE skips its jobs
   d=$W/retest; mkdir -p $d; [ -n "${RT_DONE:-}" ] && cp $RT_DONE $d/quality.jsonl; m=$(python3 -c "print(round($(left) - 0.6, 2))")
   echo "retest: ${RT_METHODS:-pnr}, $shards shards for $m minutes"
-  pids=()
+  pids=(); tr=$(date +%s)
+  if [ -n "${RT_BACKEND:-}" ]; then  # one pool of N workers (ray | processes) instead of N shards
+    python3 bench/quality.py run --out $d/quality.jsonl --device cuda --max-minutes $m --methods ${RT_METHODS:-pnr} \
+      --seeds ${RT_SEEDS:-1} --set render_graphs=true --threads 1 --thumb-edits ${RT_THUMBS:-2} --no-warm-up \
+      ${RT_EXTRA:-} --workers $shards --backend $RT_BACKEND > $d/pool.log 2>&1 &
+    pids+=($!); shards=0
+  fi
   for i in $(seq 0 $((shards - 1))); do
     CUDA_VISIBLE_DEVICES=$((i % ngpu)) python3 bench/quality.py run --out $d/quality.jsonl --device cuda --shard $i/$shards \
       --max-minutes $m --methods ${RT_METHODS:-pnr} --seeds ${RT_SEEDS:-1} --set render_graphs=true --threads 1 \
@@ -137,7 +147,8 @@ if [[ $mode == *retest* ]]; then  # a fresh test-split run: RT_METHODS (pnr), RT
     pids+=($!)
   done
   wait "${pids[@]}"
-  grep -h "finished" $d/shard*.log
+  echo "retest: $(( $(date +%s) - tr )) s wall; records: $(cat $d/quality*.jsonl | wc -l) (with RT_DONE's)"
+  grep -h "finished" $d/shard*.log $d/pool.log 2>/dev/null
 fi
 
 if [[ $mode == *quality* ]]; then
