@@ -49,10 +49,35 @@ class GraphedRenderer:
         self.field, self.occupancy, self.num_samples = field, occupancy, num_samples
         self.min_budget, self.max_graphs = min_budget, max_graphs
         self._graphs: dict[tuple[int, int], nn.Module] = {}
+        self.eager_fallbacks = 0  # render shapes whose capture failed twice and run eagerly (`_capture`)
         # make_graphed_callables warms up on a side stream, so the parameters' AccumulateGrad nodes (made on the
         # default stream) draw a stream-mismatch warning on backward; replay values and grads are checked
         # against eager in tests/render/test_graphed.py (passed on an H200), so it is noise for our users.
         warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
+
+    def _capture(self, module: nn.Module, args: tuple) -> nn.Module:
+        """The graphed render, or `module` itself (the same static render, run eagerly) when the capture fails twice.
+
+        Why: with 16 benchmark processes sharing one H200 a capture was invalidated about once per 100-300 jobs
+        (`cudaErrorStreamCaptureInvalidated` inside the field's SH encoding; cause not found, it does not recur on a
+        rerun of the same job) and failed the whole edit. The fallback computes what the graph would (same fixed
+        budget and jitter), only slower; `eager_fallbacks` counts it and a warning says so."""
+        err = None
+        for _ in range(2):
+            try:
+                return torch.cuda.make_graphed_callables(module, args, allow_unused_input=True)
+            except RuntimeError as e:  # torch.AcceleratorError is a RuntimeError
+                if "captur" not in str(e).lower():
+                    raise
+                err = e
+                try:
+                    torch.cuda.synchronize()
+                except RuntimeError:
+                    pass
+        self.eager_fallbacks += 1
+        warnings.warn(f"CUDA-graph capture of the render failed twice ({str(err).splitlines()[0]}); this render shape "
+                      "runs eagerly (same result, slower). --no-render-graphs turns the graphs off.", RuntimeWarning)
+        return module
 
     def budget(self, origins: Tensor, dirs: Tensor) -> int:
         """Occupied samples at bin centres + 25 % for jitter, rounded up to a power of two (few graphs)."""
@@ -78,6 +103,6 @@ class GraphedRenderer:
             if len(self._graphs) >= self.max_graphs:
                 self._graphs.pop(next(iter(self._graphs)))
             module = _Render(self.field, self.occupancy, key[1])
-            fn = torch.cuda.make_graphed_callables(module, (o.clone(), d.clone(), u.clone()), allow_unused_input=True)
+            fn = self._capture(module, (o.clone(), d.clone(), u.clone()))
             self._graphs[key] = fn
         return fn(o, d, u).view(B, H, W, 3)
