@@ -130,3 +130,14 @@ def test_max_minutes_stops_the_pool_before_any_worker_starts(tmp_path, tiny_prio
     assert Q.main(_args(out, tiny_prior, "sds", "--workers", "2", "--max-minutes", "0.001")) == 0
     assert "2 left (stopped before --max-minutes 0.001)" in capsys.readouterr().out
     assert not out.exists() or out.read_text() == ""
+
+
+def test_quality_script_can_be_reimported_by_spawned_workers():
+    """The processes backend spawns workers that import the main script again as `__mp_main__`: the script must
+    not run the CLI then (it did, and `--workers 16` failed on the H200 with multiprocessing's bootstrapping error)."""
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "bench" / "quality.py"
+    ns = runpy.run_path(str(script), run_name="__mp_main__")  # raised SystemExit (argparse on pytest's argv) before
+    assert callable(ns["main"])
