@@ -25,11 +25,14 @@ export PYTHONPATH=$PWD/.gpusite:$PWD PYTHONUNBUFFERED=1
 # Ray (issue 18): its wheel (79 MB) and the prior's weights are over the transfer limit together. bench/gpu/ray_site.sh
 # builds a 19 MB .tar.xz (the cp312 wheel unpacked, binaries stripped, without its Java jars, source maps and the
 # data/train/tune/serve/rllib/llm libraries; plus jsonschema and its three needs, which the image lacks) split in three
-# parts .ray/p0 p1 p2: carry one per call, back to back (a warm machine keeps the ignored files of the earlier calls)
-if [ -f .ray/p0 ] && [ -f .ray/p1 ] && [ -f .ray/p2 ]; then
-  mkdir -p /tmp/site && cat .ray/p0 .ray/p1 .ray/p2 | tar -C /tmp/site -xJ && export PYTHONPATH=/tmp/site:$PYTHONPATH RAY_USAGE_STATS_ENABLED=0
+# parts .ray/p0 p1 p2: carry one per call, back to back. A carried path does not outlast its call (2026-12-02: the
+# second call found only its own part), but /tmp does on a warm machine, so each call stashes its part there.
+mkdir -p /tmp/ray_parts; cp .ray/p? /tmp/ray_parts/ 2>/dev/null
+if [ -f /tmp/ray_parts/p0 ] && [ -f /tmp/ray_parts/p1 ] && [ -f /tmp/ray_parts/p2 ] && [ ! -d /tmp/site/ray ]; then
+  mkdir -p /tmp/site && cat /tmp/ray_parts/p0 /tmp/ray_parts/p1 /tmp/ray_parts/p2 | tar -C /tmp/site -xJ
 fi
-ls .ray 2>/dev/null | tr '\n' ' '; echo "(ray parts here)"
+[ -d /tmp/site/ray ] && export PYTHONPATH=/tmp/site:$PYTHONPATH RAY_USAGE_STATS_ENABLED=0
+echo "ray parts stashed: $(ls /tmp/ray_parts | tr '\n' ' ')"
 pack() { tar -C $W -czf $OUT/partial.tgz . 2>/dev/null && mv $OUT/partial.tgz $OUT/results.tgz; }
 trap pack EXIT
 ( while sleep 60; do pack; done ) &  # a call killed at its time limit still brings back the last minute's state
