@@ -58,10 +58,10 @@ class GraphedRenderer:
     def _capture(self, module: nn.Module, args: tuple) -> nn.Module:
         """The graphed render, or `module` itself (the same static render, run eagerly) when the capture fails twice.
 
-        Why: with 16 benchmark processes sharing one H200 a capture was invalidated about once per 100-300 jobs
-        (`cudaErrorStreamCaptureInvalidated` inside the field's SH encoding; cause not found, it does not recur on a
-        rerun of the same job) and failed the whole edit. The fallback computes what the graph would (same fixed
-        budget and jitter), only slower; `eager_fallbacks` counts it and a warning says so."""
+        Why: with 16 benchmark processes sharing one H200 a capture was sometimes invalidated (2 of 64 jobs in one
+        call of 2026-12-02, none of the 42 of the next calls; `cudaErrorStreamCaptureInvalidated` in the SH encoding;
+        cause not found) and failed the whole edit. The fallback computes what the graph would (same fixed budget
+        and jitter), only slower; `eager_fallbacks` counts it and a warning says so."""
         err = None
         for _ in range(2):
             try:
