@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from pnr.errors import CheckpointError
 from pnr.field.config import FieldConfig
@@ -30,6 +31,13 @@ class _TruncExp(torch.autograd.Function):
 
 def trunc_exp(x: Tensor) -> Tensor:
     return _TruncExp.apply(x)
+
+
+def density_blob(x: Tensor, cfg: FieldConfig) -> Tensor:
+    """threestudio's `blob_magic3d` pre-activation bias, scale * (1 - r / std) with r = |x| / bound: [N, 3] -> [N].
+    +scale at the centre, 0 at r = std, -scale at r = 2 std (= the box's face at std 0.5)."""
+    r = x.norm(dim=-1) / cfg.bound
+    return cfg.density_blob_scale * (1.0 - r / cfg.density_blob_std)
 
 
 # Real spherical harmonics, bands 0..3, as polynomials in the unit direction (x, y, z):
@@ -82,7 +90,7 @@ class Field(nn.Module):
 
     def __init__(self, cfg: FieldConfig | None = None, seed: int = 0, device="cpu"):
         super().__init__()
-        self.cfg = cfg or FieldConfig()
+        self.cfg = (cfg or FieldConfig()).validate()
         self.resolutions = level_resolutions(self.cfg)
         for name, t in init_params(self.cfg, seed, device).items():
             self.register_parameter(name, nn.Parameter(t))
@@ -93,9 +101,18 @@ class Field(nn.Module):
         return hash_encode(x01, self.encoding_tables, self.resolutions)
 
     def _density_head(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(sigma [N], geometry features [N, geo]) at world points x: [N, 3], before the inside-the-box mask.
+
+        sigma = act(h_0 + density_bias + blob(x)), act = trunc_exp (default) or softplus. blob is a fixed function of
+        x, not a parameter (FieldConfig.density_blob, threestudio's blob_magic3d): perturbing θ toward a fresh θ_0
+        moves h_0 toward ~0, so the perturbed field fades toward a central blob instead of a box of uniform fog."""
         h = torch.relu(self._encode(x) @ self.density_w0 + self.density_b0)
         h = h @ self.density_w1 + self.density_b1  # [N, 1 + geo]
-        return trunc_exp(h[:, 0] + self.cfg.density_bias), h[:, 1:]
+        raw = h[:, 0] + self.cfg.density_bias
+        if self.cfg.density_blob == "magic3d":
+            raw = raw + density_blob(x, self.cfg)
+        sigma = F.softplus(raw) if self.cfg.density_activation == "softplus" else trunc_exp(raw)
+        return sigma, h[:, 1:]
 
     def density(self, x: Tensor) -> Tensor:
         """sigma: [N] at world points x: [N, 3] (0 outside the box)."""

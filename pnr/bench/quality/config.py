@@ -11,6 +11,8 @@ from dataclasses import field as _field
 
 import torch
 
+from pnr.field.config import FIELD_PRESETS
+
 from .jobs import TYPES, VARIANTS
 
 
@@ -52,7 +54,8 @@ class RunConfig:
     backbone: str = _opt("domain", "metric encoder (pnr eval --backbone)")
     net: str = _opt("alex", "ST-LPIPS trunk")
     fit_steps: int = _opt(400)
-    field: str = _opt("small", choices=("tiny", "small", "default"))
+    field: str = _opt("small", "source field preset (pnr.field.config.FIELD_PRESETS; small_blob: small with "
+                      "threestudio's softplus + blob_magic3d density prior, issue 19)", choices=tuple(FIELD_PRESETS))
     fit_views: int = _opt(40)
     fit_res: int = _opt(64)
     fit_rays: int = _opt(4096)

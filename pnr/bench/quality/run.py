@@ -46,9 +46,11 @@ def _sync(dev: torch.device) -> None:
 
 
 def field_config(name: str):
-    from pnr.field.config import FieldConfig
+    """The source field of `quality run --field NAME`: a pnr.field.config.FIELD_PRESETS name (tiny, small, default,
+    small_blob = small with threestudio's softplus + blob_magic3d density prior, issue 19)."""
+    from pnr.field.config import field_preset
 
-    return {"tiny": FieldConfig.tiny, "small": FieldConfig.small, "default": FieldConfig}[name]()
+    return field_preset(name)
 
 
 def fit_source(spec, dev, steps: int, field_name: str = "small", views: int = 40, res: int = 64,
@@ -77,6 +79,8 @@ def cached_fit(e, a: RunConfig, dev):
 
     if not a.source_cache:
         return fit_source(e.source, dev, a.fit_steps, a.field, a.fit_views, a.fit_res, a.fit_rays, a.fit_samples)
+    # the key has always named the field preset, so a new preset (small_blob) gets its own fits and the keys of the
+    # existing caches (small, ...) are unchanged
     d = Path(a.source_cache) / f"{e.id}-{a.field}-{a.fit_steps}-{a.fit_views}-{a.fit_res}-{a.fit_rays}-{a.fit_samples}"
     if (d / "meta.json").exists() or d.exists():
         try:
