@@ -26,9 +26,8 @@ from pnr.data.domain.render import render_specs
 from pnr.metrics.attributes import read_attributes
 from pnr.metrics.encoder_data import composite
 from pnr.metrics.eval import load_backbone
-from pnr.priors.base import predict_eps_cfg
 from pnr.priors.builtin.prior import load_builtin_prior
-from pnr.priors.builtin.sample import ddim_timesteps, default_views
+from pnr.priors.builtin.sample import ddim_sample, default_views
 from pnr.render.cameras import Cameras, orbit_cameras
 
 
@@ -36,27 +35,12 @@ from pnr.render.cameras import Cameras, orbit_cameras
 def sdedit(den, x0: torch.Tensor, prompts: list[str], c2w: torch.Tensor, t: float, steps: int, cfg: float,
            gen: torch.Generator) -> torch.Tensor:
     """x0 [B, V, 3, s, s] in [-1, 1] noised to t, then DDIM (eta 0) with CFG down to 0 -> rgb [B, V, 3, s, s]."""
-    sched = den.schedule
-    acp = sched.alphas_cumprod.to(x0.device)
-    n = sched.num_steps
+    n = den.schedule.num_steps
     start = min(n - 1, round(t * (n - 1)))
-    a = acp[start]
+    a = den.schedule.alphas_cumprod.to(x0.device)[start]
     noise = torch.randn(x0.shape, generator=gen).to(x0)
     x = a.sqrt() * x0 + (1 - a).sqrt() * noise
-    ts = [i for i in ddim_timesteps(steps, n).tolist() if i <= start]
-    if not ts or ts[0] != start:
-        ts = [start] + ts
-    cond, uncond = den.encode_text(prompts), den.null_text(len(prompts))
-    b = x0.shape[0]
-    for k, idx in enumerate(ts):
-        tt = torch.full((b,), idx / (n - 1), device=x0.device)
-        eps = predict_eps_cfg(den, x, tt, cond, uncond, c2w, cfg).float()
-        a_t = acp[idx]
-        pred = ((x - (1 - a_t).sqrt() * eps) / a_t.sqrt()).clamp(-1, 1)
-        eps = (x - a_t.sqrt() * pred) / (1 - a_t).sqrt()
-        a_prev = acp[ts[k + 1]] if k + 1 < len(ts) else torch.tensor(1.0, device=x0.device)
-        x = a_prev.sqrt() * pred + (1 - a_prev).sqrt() * eps
-    return den.decode(x)
+    return ddim_sample(den, prompts, c2w, steps, cfg, x_T=x, start=start)
 
 
 def edit_accuracy(encoder, rgb: torch.Tensor, edits, caption_of: str) -> list[float]:

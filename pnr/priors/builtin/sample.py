@@ -18,8 +18,12 @@ def ddim_timesteps(num_steps: int, schedule_steps: int) -> Tensor:
 
 @torch.no_grad()
 def ddim_sample(den: Denoiser, prompts: list[str], c2w: Tensor, steps: int = 50, guidance_scale: float = 5.0,
-                generator: torch.Generator | None = None, x_T: Tensor | None = None, progress: bool = False) -> Tensor:
-    """Samples B = len(prompts) groups of V views at cameras `c2w: [B, V, 4, 4]` -> rgb [B, V, 3, S, S] in [0, 1]."""
+                generator: torch.Generator | None = None, x_T: Tensor | None = None, progress: bool = False,
+                start: int | None = None) -> Tensor:
+    """Samples B = len(prompts) groups of V views at cameras `c2w: [B, V, 4, 4]` -> rgb [B, V, 3, S, S] in [0, 1].
+
+    start: a schedule index; x_T is then a sample noised to that index (SDEdit, bench/prior_edit_probe.py) and the
+    trajectory runs from it through the `steps`-step grid's indices below it."""
     b, v = c2w.shape[:2]
     dev = c2w.device
     s = den.image_size
@@ -28,6 +32,8 @@ def ddim_sample(den: Denoiser, prompts: list[str], c2w: Tensor, steps: int = 50,
     x = x_T if x_T is not None else torch.randn(b, v, 3, s, s, generator=generator).to(dev)
     cond, uncond = den.encode_text(prompts), den.null_text(b)
     ts = ddim_timesteps(steps, sched.num_steps)
+    if start is not None:
+        ts = torch.cat([torch.tensor([start]), ts[ts < start]])
     for i, idx in enumerate(tqdm(ts.tolist(), desc="ddim", disable=not progress)):
         t = torch.full((b,), idx / (sched.num_steps - 1), device=dev)
         eps = predict_eps_cfg(den, x, t, cond, uncond, c2w, guidance_scale).float()
