@@ -57,6 +57,14 @@ class EditConfig:
     t_start: tuple[float, float] = setting((0.75, 0.75), "timestep range Σ(0) at the first edit step, App. E")
     t_end: tuple[float, float] = setting((0.02, 0.40), "timestep range reached at t_anneal of the edit steps, App. E")
     t_anneal: float = setting(0.8, "fraction of the edit steps over which Σ anneals from t_start to t_end, App. E")
+    # The paper and the official configs run Alg. 2's search and the revise phase at the edit phase's Σ(0); these
+    # two let the edit start higher than the search probes (issue 19: the built-in prior keeps a source's pose up
+    # to t ≈ 0.85, and at t 0.95 the search sees no loss decrease, so it would choose η = 0).
+    t_search: tuple[float, float] | None = setting(None,
+        "timestep range of Alg. 2's search steps (held fixed, official [50, 0.75, ...]); None = t_start")
+    t_revise: tuple[float, float] | None = setting(None,
+        "Σ(0) of the revise phase, annealed to t_end over its own steps (official [0, 0.75, 0.02, 800]); "
+        "None = t_start")
     t_baseline: tuple[float, float] = setting((0.02, 0.98), "timestep range of SDS / PDS / IDU / regen, App. E")
     recon_std_rescale: float = setting(0.0,
         "PnR's x0 estimate blended with its copy std-matched to the conditional x0 (MVDream-threestudio's "
@@ -116,7 +124,9 @@ class EditConfig:
             v = getattr(self, name)
             if v is not None and not (math.isfinite(v) and 0.0 <= v <= 1.0):
                 bad_(name, "must be in [0, 1]", v)
-        for name in ("t_start", "t_end", "t_baseline", "idu_t"):
+        for name in ("t_start", "t_end", "t_baseline", "idu_t", "t_search", "t_revise"):
+            if getattr(self, name) is None:
+                continue
             lo, hi = getattr(self, name)
             if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo <= hi <= 1.0):
                 bad_(name, "must be LO HI with 0 <= LO <= HI <= 1", f"{lo} {hi}")

@@ -122,15 +122,15 @@ class PnR(Method):
         """Σ of Alg. 2's simulated steps: held at t_start (the official mvdream-pnr.yaml starts the anneal after
         the 50 search steps, [50, 0.75, 0.02, 1250]); an anneal during the search would lower the loss by the
         schedule drift alone and make ΔL < 0 for every edit."""
-        return fixed_schedule(*self.cfg.t_start)
+        return fixed_schedule(*(self.cfg.t_search or self.cfg.t_start))
 
     def phases(self) -> list[Phase]:
         c = self.cfg
         edit = Phase("edit", c.edit_steps, TimestepSchedule(c.t_start, c.t_end, c.t_anneal))
         # the revise phase restarts the anneal over its own steps (official mvdream-pnr-ipg.yaml: [0, 0.75, 0.02, 800]
         # of 1000 steps); it is a second run from the edited field in the authors' code
-        revise = Phase("revise", c.revise_steps, TimestepSchedule(c.t_start, c.t_end, c.t_anneal), identity=True,
-                       ramp_resolution=False)
+        revise = Phase("revise", c.revise_steps, TimestepSchedule(c.t_revise or c.t_start, c.t_end, c.t_anneal),
+                       identity=True, ramp_resolution=False)
         return [edit, revise] if c.revise_steps > 0 else [edit]
 
 

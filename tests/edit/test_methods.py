@@ -55,6 +55,20 @@ def test_revise_phase_restarts_the_anneal_at_t_start():
     assert ph[1].schedule.range(8, 10) == pytest.approx((0.02, 0.40))
 
 
+def test_search_and_revise_can_keep_their_own_t_when_the_edit_starts_higher():
+    """t_search / t_revise (issue 19): the edit phase starts at 0.95, Alg. 2 still probes at 0.75 (at 0.95 it sees
+    no loss decrease and would pick η = 0) and revise restarts at 0.75; unset, both follow t_start."""
+    cfg = _cfg(t_start=(0.95, 0.95), t_search=(0.75, 0.75), t_revise=(0.75, 0.75))
+    den = _run(cfg, search_only=True)
+    assert len(den.ts) == 6 and all(t == pytest.approx(0.75) for t in den.ts)
+    den = _run(cfg.__class__(**{**cfg.__dict__, "eta": 0.2, "search_steps": 0}))
+    assert den.ts[0] == pytest.approx(0.95) and den.ts[10] == pytest.approx(0.75)
+    assert PnR(_cfg(t_start=(0.9, 0.9))).search_schedule().range(0, 1) == pytest.approx((0.9, 0.9))
+    assert PnR(_cfg(t_start=(0.9, 0.9))).phases()[1].schedule.range(0, 10) == pytest.approx((0.9, 0.9))
+    with pytest.raises(ValueError, match="--t-search"):
+        _cfg(t_search=(0.8, 0.7))
+
+
 def test_baselines_one_phase_of_edit_plus_revise_steps_at_their_fixed_range():
     for cls in (SDS, PDS, Regen):
         ph = cls(_cfg()).phases()
