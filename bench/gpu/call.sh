@@ -43,6 +43,21 @@ python3 -c 'import torch, triton; print(torch.__version__, triton.__version__, t
 
 case "$mode" in both) mode=speed+quality ;; esac
 
+# SIDE="--split dev2 --field small_blob ..." runs a second benchmark run alongside the mode, SIDE_SHARDS (4) shards
+# of `bench/quality.py run` to $W/side/quality.jsonl (graphed render, SIDE_METHODS (pnr)), for what is left of MIN;
+# the call waits for it at the end. Its records pair with the mode's when the edits and seeds are the same.
+side_pids=()
+if [ -n "${SIDE:-}" ]; then
+  mkdir -p $W/side; ms=$(python3 -c "print(round($minutes - 1.0, 2))")
+  for i in $(seq 0 $((${SIDE_SHARDS:-4} - 1))); do
+    CUDA_VISIBLE_DEVICES=$((i % $(nvidia-smi -L | wc -l))) python3 bench/quality.py run --out $W/side/quality.jsonl \
+      --device cuda --shard $i/${SIDE_SHARDS:-4} --max-minutes $ms --methods ${SIDE_METHODS:-pnr} \
+      --set render_graphs=true --threads 1 --thumb-edits 0 --no-warm-up $SIDE > $W/side/shard$i.log 2>&1 &
+    side_pids+=($!)
+  done
+  echo "side: ${SIDE_SHARDS:-4} shards of ${SIDE_METHODS:-pnr} $SIDE"
+fi
+
 if [[ $mode == *evalcheck* ]]; then  # `pnr eval` of a GPU edit (GT turntable rendered on the GPU)
   ( timeout 120 python3 -m pnr.cli edit pnr/assets/sample/red_mug "in blue" --preset quick --device cuda --out $W/quick \
     && timeout 120 python3 -m pnr.cli eval $W/quick --device cuda --json $W/quick_eval.json ) > $W/quick_eval.txt 2>&1
@@ -170,5 +185,9 @@ if [[ $mode == *quality* ]]; then
   # python3 bench/quality.py run --out $W/q/quality.jsonl --device ${DEVICE:-cuda} --shard 0/1 --workers $shards --max-minutes $m --methods pnr,sds,pds,idu,regen,pnr_fixed > $W/q/shard0.log 2>&1
   rm $W/q/quality.jsonl
   grep -h "finished" $W/q/shard*.log
+fi
+if [ ${#side_pids[@]} -gt 0 ]; then
+  wait "${side_pids[@]}"; echo "side: $(cat $W/side/quality*.jsonl 2>/dev/null | wc -l) records"
+  grep -h "finished" $W/side/shard*.log
 fi
 kill $packer 2>/dev/null
