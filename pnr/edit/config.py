@@ -95,6 +95,10 @@ class EditConfig:
         "steps from the start of the edit during which every occupancy cell counts as occupied (so an edit can "
         "grow outside the source's footprint); 0 = the grid is rebuilt from the perturbed field at step 0 (η > 0) "
         "or is the source's (η = 0)")
+    lambda_sparsity: float = setting(0.0,
+        "weight of the mean opacity of random points in the box, added to every step's loss of every method "
+        "(pnr/edit/sparsity.py; against over-growth, issue 19; threestudio's lambda_sparsity, 0 in the official "
+        "configs); 0 = off")
     # optimiser (threestudio's hash-grid NeRF: Adam, 1e-2 for the tables, 1e-3 for the MLPs)
     lr_encoding: float = setting(0.01, "Adam learning rate of the hash tables")
     lr_mlp: float = setting(0.001, "Adam learning rate of the MLPs")
@@ -151,7 +155,7 @@ class EditConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 bad_(name, "must be a positive number", v)
-        for name in ("lambda_l1", "lambda_p"):
+        for name in ("lambda_l1", "lambda_p", "lambda_sparsity"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 bad_(name, "must be a number >= 0", v)

@@ -28,6 +28,7 @@ from pnr.edit.ipg import default_perceptual, identity_loss
 from pnr.edit.methods import Phase, PnR, StepInput, make_method
 from pnr.edit.perturb import perturb
 from pnr.edit.schedules import ipg_weight, render_resolution
+from pnr.edit.sparsity import opacity_penalty
 from pnr.edit.state import STATE_FILE, check_resume, load_state, restore, save_state, snapshot, write_record
 from pnr.errors import NumericalError
 from pnr.field.field import Field
@@ -111,6 +112,8 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
         loss, rgb, cams = method.loss(StepInput(field, occ, guide, cfg, phase, k, res, g, extra=psi))
         if w > 0:  # + the identity-preserving term (Eq. 5)
             loss = loss + _identity_term(guide, cfg, rgb, cams, psi is not None, w, perceptual)
+        if cfg.lambda_sparsity > 0:  # + the opacity penalty (off by default; pnr/edit/sparsity.py)
+            loss = loss + cfg.lambda_sparsity * opacity_penalty(field, g, cfg.num_samples)
         _check_finite(loss, phase.name, step, out_dir)
         _apply(opt, loss)
         losses.append(lv := float(loss.detach()))
