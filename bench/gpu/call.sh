@@ -13,7 +13,8 @@
 #     ABL_LIMIT (12) edits of ABL_TYPES (shape,pose,object), one process per edit (N), every tag of ABL_FILE,
 #     ABL_SEEDS seeds (1), ABL_SPLIT (dev; dev2 = the tuning pool with every prompt kind), graphed render; results in
 #     ablation/quality.jsonl; ABL_SHARD_MIN caps the shards' minutes; ABL_RAY_SEEDS=S then runs seeds up to S on one
-#     Ray pool of N workers (needs .ray/ carried; jobs/min of both in the log)
+#     Ray pool of N workers (needs .ray/ carried; jobs/min of both in the log); ABL_EXTRA="--preset paper" adds
+#     arguments to every ablation shard
 # (a mode naming several parts, e.g. speed+graphs+quality, runs them in that order)
 # carry=[".gpusite"] (bench/gpu/prepare.sh builds it). Everything lands in $OUT/results.tgz (plus the log),
 # written even when the call is killed at its limit; unpack it here and see bench/gpu/README.md.
@@ -128,7 +129,8 @@ if [[ $mode == *ablation* ]]; then
     CUDA_VISIBLE_DEVICES=$((i % ngpu)) python3 bench/quality.py run --out $d/quality.jsonl --device cuda --split ${ABL_SPLIT:-dev} \
       --types ${ABL_TYPES:-shape,pose,object} --limit $n --shard $i/$n --methods ${ABL_METHODS:-pnr} \
       --ablation $ABL_FILE --seeds ${ABL_SEEDS:-1} --set render_graphs=true --identity-grad --threads 1 \
-      --thumb-edits 0 --no-warm-up --max-minutes ${ABL_SHARD_MIN:-$m} --source-cache $d/cache > $d/shard$i.log 2>&1 &
+      --thumb-edits 0 --no-warm-up --max-minutes ${ABL_SHARD_MIN:-$m} --source-cache $d/cache ${ABL_EXTRA:-} \
+      > $d/shard$i.log 2>&1 &
     pids+=($!)
   done
   wait "${pids[@]}"
