@@ -21,7 +21,8 @@
 set -uo pipefail
 mode=${1:?mode: speed | quality | both}; minutes=${2:-8.5}; shards=${3:-12}
 T0=$(date +%s)
-W=/tmp/w; mkdir -p $W/q
+W=/tmp/w; mkdir -p $W/q  # on a still-warm machine /tmp/w keeps the last call's records (seen 2026-12-02): the same
+                         # run in a second call resumes from them, and results.tgz then carries both calls' records
 export PYTHONPATH=$PWD/.gpusite:$PWD PYTHONUNBUFFERED=1
 # Ray (issue 18): its wheel (79 MB) and the prior's weights are over the transfer limit together. bench/gpu/ray_site.sh
 # builds a 19 MB .tar.xz (the cp312 wheel unpacked, binaries stripped, without its Java jars, source maps and the
