@@ -282,3 +282,15 @@ def test_dev2_split_is_selectable_and_interleaved():
     assert len({e.prompt for e in es}) == 6  # one of each pose: what the dev split lacks
     mixed = select_edits("dev2", ["color", "object"], limit=4)
     assert [e.id for e in mixed] == ["color_d00", "object_d00", "color_d01", "object_d01"]
+
+
+def test_edits_picks_edits_by_id_and_names_unknown_ones(tmp_path, tiny_prior):
+    out = tmp_path / "q.jsonl"
+    second = Q.select_edits("test")[1].id
+    args = _run_args(out, tiny_prior, "sds")
+    i = args.index("--limit")
+    del args[i:i + 2]
+    assert Q.main([*args, "--limit", "2", "--edits", second]) == 0
+    assert [json.loads(x)["edit_id"] for x in _lines(out)] == [second]
+    with pytest.raises(SystemExit, match="--edits: nope_01 not among the 2 edits of --split test --limit 2"):
+        Q.main([*args, "--limit", "2", "--edits", f"{second},nope_01"])

@@ -35,6 +35,7 @@ class RunConfig:
     methods: str | None = _opt(help=f"comma list of {', '.join(VARIANTS)}, pnr_fixed (default: all)")
     types: str | None = _opt(help=f"comma list of {', '.join(TYPES)} (default: all)")
     limit: int | None = _opt(help="only the first N edits (interleaved over types)")
+    edits: str | None = _opt(help="only these edit ids, comma list (e.g. pose_d03,shape_d05; after --types/--limit)")
     shard: str | None = _opt(help="I/N: this process takes edits i with i mod N == I")
     max_minutes: float | None = _opt(help="stop before this wall time is exceeded")
     split: str = _opt("test", "test (the benchmark); dev or dev2 only for tuning (dev2: a second pool with every "

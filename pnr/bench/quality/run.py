@@ -428,6 +428,13 @@ def cmd_run(a: RunConfig, worker_cls: type | None = None) -> int:
         for v in variants:
             make_config(ctx, v, 0)
     edits = select_edits(a.split, types, a.limit)
+    if a.edits:
+        want = [i.strip() for i in a.edits.split(",") if i.strip()]
+        unknown = sorted(set(want) - {e.id for e in edits})
+        if unknown:
+            raise SystemExit(f"--edits: {', '.join(unknown)} not among the {len(edits)} edits of --split {a.split}"
+                             + (f" --types {a.types}" if a.types else "") + (f" --limit {a.limit}" if a.limit else ""))
+        edits = [e for e in edits if e.id in want]
     if shard is not None:
         edits = [e for i, e in enumerate(edits) if i % shard[1] == shard[0]]
     ctx = replace(ctx, thumbs_dir=Path(a.thumbs) if a.thumbs else out.parent / "thumbs",
