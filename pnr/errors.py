@@ -19,3 +19,7 @@ class PromptError(PnrError):
 
 class NumericalError(PnrError):
     """NaN/Inf appeared during optimisation; the last good checkpoint is kept."""
+
+
+class DeviceMemoryError(PnrError):
+    """The GPU ran out of memory; the message names the settings that set the step's memory and their values."""

@@ -13,6 +13,7 @@ started on a DIR holding one continues from it and ends bit-identical to an unin
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field as dc_field
 from pathlib import Path
 from typing import Callable
@@ -30,7 +31,7 @@ from pnr.edit.perturb import perturb
 from pnr.edit.schedules import ipg_weight, render_resolution
 from pnr.edit.sparsity import opacity_penalty
 from pnr.edit.state import STATE_FILE, check_resume, load_state, restore, save_state, snapshot, write_record
-from pnr.errors import NumericalError
+from pnr.errors import DeviceMemoryError, NumericalError
 from pnr.field.field import Field
 from pnr.render.cameras import random_orbit_views
 from pnr.render.occupancy import OccupancyGrid
@@ -109,13 +110,14 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
         w = ipg_weight(k, phase.steps, cfg.ipg_anneal) * cfg.identity_scale if phase.identity else 0.0
         psi = random_orbit_views(1, 1, generator=g, res=res, device=dev) if w > 0 and cfg.identity_views == "random" \
             else None  # ψ of Eq. 5, rendered in the same pass as the SDS views
-        loss, rgb, cams = method.loss(StepInput(field, occ, guide, cfg, phase, k, res, g, extra=psi))
-        if w > 0:  # + the identity-preserving term (Eq. 5)
-            loss = loss + _identity_term(guide, cfg, rgb, cams, psi is not None, w, perceptual)
-        if cfg.lambda_sparsity > 0:  # + the opacity penalty (off by default; pnr/edit/sparsity.py)
-            loss = loss + cfg.lambda_sparsity * opacity_penalty(field, g, cfg.num_samples)
-        _check_finite(loss, phase.name, step, out_dir)
-        _apply(opt, loss)
+        with _memory_advice(cfg, phase.name, step, res, guide, out_dir):
+            loss, rgb, cams = method.loss(StepInput(field, occ, guide, cfg, phase, k, res, g, extra=psi))
+            if w > 0:  # + the identity-preserving term (Eq. 5)
+                loss = loss + _identity_term(guide, cfg, rgb, cams, psi is not None, w, perceptual)
+            if cfg.lambda_sparsity > 0:  # + the opacity penalty (off by default; pnr/edit/sparsity.py)
+                loss = loss + cfg.lambda_sparsity * opacity_penalty(field, g, cfg.num_samples)
+            _check_finite(loss, phase.name, step, out_dir)
+            _apply(opt, loss)
         losses.append(lv := float(loss.detach()))
         bar.update(1)
         bar.set_postfix(phase=phase.name, loss=f"{lv:.1f}", eta=f"{eta:.3f}", res=res)
@@ -154,9 +156,10 @@ def search_eta(source: Field, source_occ: OccupancyGrid | None, guide: Guide, me
 
     def search_step(i: int) -> float:
         res = render_resolution(i, n_edit, cfg.res_low, cfg.res_high, cfg.milestone)
-        loss = method.loss(StepInput(probe, probe_occ, guide, cfg, phase, i, res, gs)).loss
-        _check_finite(loss, "eta search", i, None)
-        _apply(probe_opt, loss)
+        with _memory_advice(cfg, "eta search", i, res, guide, None):
+            loss = method.loss(StepInput(probe, probe_occ, guide, cfg, phase, i, res, gs)).loss
+            _check_finite(loss, "eta search", i, None)
+            _apply(probe_opt, loss)
         lv = float(loss.detach())
         bar.update(1)
         bar.set_postfix(loss=f"{lv:.1f}")
@@ -215,6 +218,24 @@ def _copy_occ(occ: OccupancyGrid | None, dev) -> OccupancyGrid | None:
     c = type(occ)(occ.resolution, occ.bound, device=dev)  # a contracted grid stays contracted (unbounded fields)
     c.load_state_dict(occ.state_dict())
     return c
+
+
+@contextmanager
+def _memory_advice(cfg: EditConfig, phase: str, step: int, res: int, guide: Guide, out_dir: Path | None):
+    """A CUDA out-of-memory error in a step becomes a DeviceMemoryError that says which settings set the step's
+    memory (the render at res_high and its backward dominate with the large priors, docs/large-priors.md) and
+    what they are now; the partial run is kept and resumes under lower values of them."""
+    try:
+        yield
+    except torch.OutOfMemoryError as e:
+        v = guide.views(cfg)
+        kept = (f"the last saved state in {out_dir / STATE_FILE} resumes with the same settings; lower ones need "
+                f"--restart") if out_dir is not None and (out_dir / STATE_FILE).exists() else "no state was saved"
+        raise DeviceMemoryError(
+            f"out of GPU memory at step {step} ({phase} phase): {cfg.groups} group(s) x {v} views at {res} px, "
+            f"{cfg.num_samples} samples per ray. Lower --res-high (now {cfg.res_high}), --num-samples (now "
+            f"{cfg.num_samples}) or --groups (now {cfg.groups}), or free the GPU of other processes; {kept}. "
+            f"({str(e).splitlines()[0] if str(e) else 'CUDA out of memory'})") from e
 
 
 def _check_finite(loss: Tensor, phase: str, step: int, out_dir: Path | None) -> None:

@@ -192,3 +192,28 @@ def test_resumed_run_reports_the_time_of_all_its_sessions(tmp_path):
     _, rec = edit_to_dir(_source(), None, den, "green", None, _cfg(), tmp_path, progress=False)
     s = rec["seconds"]
     assert s["total"] >= s["search"] + s["edit+revise"]
+
+
+def test_out_of_gpu_memory_names_the_settings_to_lower(tmp_path, monkeypatch):
+    """torch's OOM in a step (raised here by hand: the CPU cannot run out of CUDA memory) becomes a one-line
+    DeviceMemoryError naming --res-high / --num-samples / --groups with their values; the saved state is kept."""
+    from pnr.edit import methods
+    from pnr.errors import DeviceMemoryError
+
+    real = methods.Method.loss
+    calls = {"n": 0}
+
+    def loss(self, s):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, s)
+
+    monkeypatch.setattr(methods.Method, "loss", loss)
+    with pytest.raises(DeviceMemoryError) as e:
+        edit_to_dir(_source(), None, ToyDenoiser(num_views=2), "blue", None, _cfg(method="sds"), tmp_path,
+                    progress=False)
+    msg = str(e.value)
+    assert "out of GPU memory at step 3" in msg and "--res-high (now 8)" in msg and "--num-samples (now 8)" in msg
+    assert "--groups (now 1)" in msg and "Tried to allocate 2.00 GiB" in msg and str(tmp_path / STATE_FILE) in msg
+    assert (tmp_path / STATE_FILE).exists()
