@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -36,6 +37,7 @@ from pnr.priors.sd import UNET_CONFIGS, VAE_CONFIGS, SDConfig, StableDiffusionPr
 PAPER_MIN = {"ipg": 7.0, "no_ipg": 4.0}  # paper App. F
 DEV = "cuda"
 SMOKE = False  # --smoke: tiny configs on the CPU, to check this script's code paths
+LOW_MEMORY = False  # --low-memory: pnr edit --low-memory's path (checkpointed render chunks and VAE encoder)
 ANCHORS_MS = {"sd21_unet_b8_32": 29.0, "sd15_unet_b8_32": 47.0, "vae_enc_fwd_bwd_4x256": 23.0}  # issue 8
 
 
@@ -168,6 +170,17 @@ def make_field():
     return Field(FieldConfig.tiny() if SMOKE else FieldConfig(), seed=0, device=DEV)
 
 
+def _render(field, cams) -> torch.Tensor:
+    """rgb [B, H, W, 3] with grad: volume.render (128 samples, no grid), or its checkpointed chunks (--low-memory)."""
+    if LOW_MEMORY:
+        from pnr.render.low_memory import render_low_memory
+
+        return render_low_memory(field, cams, None, 128, torch.Generator().manual_seed(0))
+    from pnr.render.volume import render
+
+    return render(field, cams)["rgb"]
+
+
 def step_breakdown(prior, ctx_dim: int, field, res: int, iters: int, dtype, ipg: bool = False, alex=None,
                    field_src=None) -> dict[str, float]:
     """Median seconds of each stage of one SDS step (plus the IPG extra when ipg=True)."""
@@ -185,14 +198,12 @@ def step_breakdown(prior, ctx_dim: int, field, res: int, iters: int, dtype, ipg:
         cams = random_orbit_views(1, v, generator=gen, res=res, device=DEV)
         timer.start()
         if field is not None:
-            from pnr.render.volume import render
-
-            rgb = render(field, cams)["rgb"].permute(0, 3, 1, 2).unsqueeze(0)  # [1, V, 3, H, W]
+            rgb = _render(field, cams).permute(0, 3, 1, 2).unsqueeze(0)  # [1, V, 3, H, W]
         else:
             rgb = fake
         timer.mark("render")
         with torch.autocast(DEV, dtype=dtype, enabled=DEV == "cuda"):
-            x = prior.encode_images(rgb)
+            x = checkpoint(prior.encode_images, rgb, use_reentrant=False) if LOW_MEMORY else prior.encode_images(rgb)
         timer.mark("vae")
         t = torch.rand(1, device=DEV) * 0.96 + 0.02
         a, s = prior.schedule.alpha_sigma(t)
@@ -210,7 +221,7 @@ def step_breakdown(prior, ctx_dim: int, field, res: int, iters: int, dtype, ipg:
             cam1 = random_orbit_views(1, 1, generator=gen, res=res, device=DEV)
             with torch.no_grad():
                 ref = render(field_src, cam1)["rgb"].permute(0, 3, 1, 2)
-            cur = render(field, cam1)["rgb"].permute(0, 3, 1, 2)
+            cur = _render(field, cam1).permute(0, 3, 1, 2)
             feat_loss = 0.0
             if alex is not None:
                 with torch.autocast(DEV, dtype=dtype, enabled=DEV == "cuda"):
@@ -246,8 +257,11 @@ def main(argv=None) -> int:
     ap.add_argument("--priors", default="mvdream,sd15,sd21")
     ap.add_argument("--no-render", action="store_true", help="time without the field (render reported as n/a)")
     ap.add_argument("--smoke", action="store_true", help="tiny configs on the CPU (checks the code paths only)")
+    ap.add_argument("--low-memory", action="store_true",
+                    help="pnr edit --low-memory's step: checkpointed render chunks and VAE encoder (issue 21)")
     args = ap.parse_args(argv)
-    global DEV, SMOKE
+    global DEV, SMOKE, LOW_MEMORY
+    LOW_MEMORY = args.low_memory
     if args.smoke:
         DEV, SMOKE, dtype, dev_name = "cpu", True, torch.float32, "cpu (smoke test: tiny configs)"
     else:

@@ -21,7 +21,7 @@ METHODS = ("pnr", "sds", "pds", "idu", "regen")
 DELTA_MIN_PAPER = 1000.0  # App. C, MVDream-threestudio loss units
 # Settings that change how a run executes or what it writes at the end, not what it optimises: a partial run
 # resumes under new values of these (e.g. one started before render_graphs became the CUDA default).
-RESUME_MAY_CHANGE = ("render_graphs", "checkpoint_every", "turntable_frames", "turntable_res")
+RESUME_MAY_CHANGE = ("render_graphs", "low_memory", "checkpoint_every", "turntable_frames", "turntable_res")
 
 
 @dataclass
@@ -51,6 +51,11 @@ class EditConfig:
         "render (no early ray termination, fixed sample budget), but on 72 test edits it differs from the "
         "committed benchmark no more than a plain eager rerun does (docs/speed.md, "
         "bench/results/render_graphs_check_2026-11-30/).")
+    low_memory: bool = setting(False,
+        "render in chunks of rays whose activations are recomputed in the backward, and the same for the prior's "
+        "image encoder (activation checkpointing: less GPU memory for the large priors' 256² renders, about one more "
+        "render forward of time; pnr/render/low_memory.py); on, the CUDA-graph render is not used. A run stopped "
+        "out of memory resumes with it")
     # guidance
     guidance_scale: float = setting(20.0, "classifier-free guidance for the built-in prior (dev split)")
     weighting: str = setting("x0", "\"x0\": paper Eq. 4 form; \"eps\": DreamFusion's w = sigma^2 (the SDS baseline)")

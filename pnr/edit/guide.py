@@ -9,11 +9,13 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from pnr.edit.config import EditConfig
 from pnr.field.field import Field
 from pnr.render import graphed
 from pnr.render.cameras import Cameras, random_orbit_views
+from pnr.render.low_memory import render_low_memory
 from pnr.render.occupancy import OccupancyGrid
 from pnr.render.volume import render
 
@@ -44,6 +46,8 @@ _GRAPHED: "weakref.WeakKeyDictionary[Field, graphed.GraphedRenderer]" = weakref.
 def render_train(field: Field, occ, cams: Cameras, cfg: EditConfig, g: torch.Generator) -> Tensor:
     """Differentiable jittered render rgb [B, H, W, 3]; replayed from CUDA graphs with `cfg.render_graphs`
     (or PNR_RENDER_GRAPHS=1) on a GPU."""
+    if cfg.low_memory:  # activation-checkpointed chunks (issue 21); no CUDA graphs: they keep every activation
+        return render_low_memory(field, cams, occ, cfg.num_samples, g)
     if field.device.type == "cuda" and (cfg.render_graphs or graphed.enabled()):
         r = _GRAPHED.get(field)
         if r is None or r.occupancy is not occ:
@@ -70,7 +74,9 @@ def render_for_prior(field: Field, occ, cams: Cameras, guide: Guide, cfg: EditCo
         rgb = (render_train(field, occ, cams, cfg, g) if grad
                else render(field, cams, occ, num_samples=cfg.num_samples, generator=g)["rgb"])
         b = n // v
-        x = guide.prior.encode_images(rgb[:n].view(b, v, *rgb.shape[1:]).permute(0, 1, 4, 2, 3))
+        imgs = rgb[:n].view(b, v, *rgb.shape[1:]).permute(0, 1, 4, 2, 3)
+        x = (checkpoint(guide.prior.encode_images, imgs, use_reentrant=False) if grad and cfg.low_memory
+             else guide.prior.encode_images(imgs))  # low_memory: the VAE encoder's activations recomputed too
     return rgb, x
 
 

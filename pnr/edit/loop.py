@@ -224,16 +224,18 @@ def _copy_occ(occ: OccupancyGrid | None, dev) -> OccupancyGrid | None:
 def _memory_advice(cfg: EditConfig, phase: str, step: int, res: int, guide: Guide, out_dir: Path | None):
     """A CUDA out-of-memory error in a step becomes a DeviceMemoryError that says which settings set the step's
     memory (the render at res_high and its backward dominate with the large priors, docs/large-priors.md) and
-    what they are now; the partial run is kept and resumes under lower values of them."""
+    what they are now; the partial run is kept and resumes with --low-memory (lower values need --restart)."""
     try:
         yield
     except torch.OutOfMemoryError as e:
         v = guide.views(cfg)
-        kept = (f"the last saved state in {out_dir / STATE_FILE} resumes with the same settings; lower ones need "
-                f"--restart") if out_dir is not None and (out_dir / STATE_FILE).exists() else "no state was saved"
+        kept = (f"the last saved state is {out_dir / STATE_FILE} (lower resolutions, samples or groups need "
+                f"--restart)") if out_dir is not None and (out_dir / STATE_FILE).exists() else "no state was saved"
+        first = "Lower" if cfg.low_memory else \
+            "Add --low-memory (checkpointed render and encoder; a partial run resumes with it), or lower"
         raise DeviceMemoryError(
             f"out of GPU memory at step {step} ({phase} phase): {cfg.groups} group(s) x {v} views at {res} px, "
-            f"{cfg.num_samples} samples per ray. Lower --res-high (now {cfg.res_high}), --num-samples (now "
+            f"{cfg.num_samples} samples per ray. {first} --res-high (now {cfg.res_high}), --num-samples (now "
             f"{cfg.num_samples}) or --groups (now {cfg.groups}), or free the GPU of other processes; {kept}. "
             f"({str(e).splitlines()[0] if str(e) else 'CUDA out of memory'})") from e
 

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -216,4 +217,20 @@ def test_out_of_gpu_memory_names_the_settings_to_lower(tmp_path, monkeypatch):
     msg = str(e.value)
     assert "out of GPU memory at step 3" in msg and "--res-high (now 8)" in msg and "--num-samples (now 8)" in msg
     assert "--groups (now 1)" in msg and "Tried to allocate 2.00 GiB" in msg and str(tmp_path / STATE_FILE) in msg
-    assert (tmp_path / STATE_FILE).exists()
+    assert "Add --low-memory" in msg and (tmp_path / STATE_FILE).exists()
+
+
+def test_low_memory_edit_runs_and_resumes_a_run_started_without_it(tmp_path):
+    """--low-memory (checkpointed render + encoder) optimises the field like the default path and may be switched
+    on when resuming (it is how a run stopped out of memory continues)."""
+    src = _source()
+    res, _ = edit_to_dir(src, None, ToyDenoiser(num_views=2), "blue", None, _cfg(low_memory=True), tmp_path / "a",
+                         progress=False)
+    assert all(math.isfinite(v) for v in res.losses) and len(res.losses) == 6
+    moved = sum(float((a - b).detach().abs().sum()) for a, b in zip(res.field.parameters(), src.parameters()))
+    assert moved > 0
+    # a run interrupted after step 2 on the default path resumes with low_memory and finishes from there
+    den = ToyDenoiser(num_views=2)
+    _interrupted_run(den, _cfg(), tmp_path / "b")
+    res, _ = edit_to_dir(_source(), None, den, "green", None, _cfg(low_memory=True), tmp_path / "b", progress=False)
+    assert res.resumed_from == 2 and len(res.losses) == 6 and all(math.isfinite(v) for v in res.losses)
