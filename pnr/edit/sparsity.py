@@ -1,8 +1,8 @@
 """An opacity penalty against the over-growth of long edits (issue 19 candidate, off by default).
 
-Why: at the paper's step counts every failed PnR run (and SDS's) is an over-grown, opaque object covering 3-6x the
-target's pixels; nothing in score distillation asks the field to keep empty space empty, and our small prior lets a
-halo around the object stand. threestudio's `lambda_sparsity` penalises the rendered opacity (0 in the authors'
+Why: at the paper's step counts every failed PnR run (and SDS's) is "exploded": mass grown around the object,
+covering 3-6x the target's pixels, in 4 of PnR's 6 around an edit that is otherwise right (docs/quality-issue19.md);
+nothing in score distillation asks the field to keep empty space empty, and our small prior lets that halo stand. threestudio's `lambda_sparsity` penalises the rendered opacity (0 in the authors'
 mvdream-pnr configs). Ours penalises the opacity of random points in the box instead, so that it needs nothing from
 the render (the CUDA-graph render returns rgb only) and costs one density query of `POINTS` points per step: its
 mean is the fraction of the box's volume that is occupied, which is what over-growth increases.
