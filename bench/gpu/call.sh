@@ -49,6 +49,9 @@ case "$mode" in both) mode=speed+quality ;; esac
 # of `bench/quality.py run` to $W/side/quality.jsonl (graphed render, SIDE_METHODS (pnr)), for what is left of MIN;
 # the call waits for it at the end. Its records pair with the mode's when the edits and seeds are the same.
 side_pids=()
+# EXTRA_CMD="..." runs one more command alongside (e.g. a memory measurement that does not need the GPU alone), its
+# output in $W/extra.txt; the call waits for it at the end.
+if [ -n "${EXTRA_CMD:-}" ]; then ( bash -c "$EXTRA_CMD" > $W/extra.txt 2>&1 ) & side_pids+=($!); echo "extra: $EXTRA_CMD"; fi
 if [ -n "${SIDE:-}" ]; then
   mkdir -p $W/side; ms=$(python3 -c "print(round($minutes - 1.0, 2))")
   for i in $(seq 0 $((${SIDE_SHARDS:-4} - 1))); do
