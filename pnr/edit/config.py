@@ -100,10 +100,10 @@ class EditConfig:
         "steps from the start of the edit during which every occupancy cell counts as occupied (so an edit can "
         "grow outside the source's footprint); 0 = the grid is rebuilt from the perturbed field at step 0 (η > 0) "
         "or is the source's (η = 0)")
-    lambda_sparsity: float = setting(0.0,
+    lambda_sparsity: float | None = setting(None,
         "weight of the mean opacity of random points in the box, added to every step's loss of every method "
         "(pnr/edit/sparsity.py; against over-growth, issue 19; threestudio's lambda_sparsity, 0 in the official "
-        "configs); 0 = off")
+        "configs); None = the prior's value (built-in prior 1e4, chosen on dev2; the large priors 0), 0 = off")
     # optimiser (threestudio's hash-grid NeRF: Adam, 1e-2 for the tables, 1e-3 for the MLPs)
     lr_encoding: float = setting(0.01, "Adam learning rate of the hash tables")
     lr_mlp: float = setting(0.001, "Adam learning rate of the MLPs")
@@ -162,7 +162,7 @@ class EditConfig:
                 bad_(name, "must be a positive number", v)
         for name in ("lambda_l1", "lambda_p", "lambda_sparsity"):
             v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
+            if v is not None and not (math.isfinite(v) and v >= 0):
                 bad_(name, "must be a number >= 0", v)
         if self.method == "pnr" and self.eta is None and self.search_steps < 1:
             bad_("search_steps", "must be >= 1 when η is chosen automatically (Alg. 2; or pass --eta)",
@@ -242,11 +242,14 @@ def field_docs() -> dict[str, str]:
 def with_prior_defaults(cfg: EditConfig, prior) -> EditConfig:
     """The one place where settings left None take the prior's value: Δ_min (the prior's `delta_min`, calibrated
     in its loss units; the paper's 1000 for a prior that has none) and the identity-term scale (the prior's
-    `identity_scale`; 1 = the official weights)."""
+    `identity_scale`; 1 = the official weights) and the opacity penalty (the prior's `lambda_sparsity`; 0 = off,
+    as in the official configs)."""
     if cfg.delta_min is None:
         cfg = replace(cfg, delta_min=float(getattr(prior, "delta_min", DELTA_MIN_PAPER)))
     if cfg.identity_scale is None:
         cfg = replace(cfg, identity_scale=float(getattr(prior, "identity_scale", 1.0)))
+    if cfg.lambda_sparsity is None:
+        cfg = replace(cfg, lambda_sparsity=float(getattr(prior, "lambda_sparsity", 0.0)))
     return cfg
 
 

@@ -114,7 +114,7 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
             loss, rgb, cams = method.loss(StepInput(field, occ, guide, cfg, phase, k, res, g, extra=psi))
             if w > 0:  # + the identity-preserving term (Eq. 5)
                 loss = loss + _identity_term(guide, cfg, rgb, cams, psi is not None, w, perceptual)
-            if cfg.lambda_sparsity > 0:  # + the opacity penalty (off by default; pnr/edit/sparsity.py)
+            if cfg.lambda_sparsity > 0:  # + the opacity penalty (the prior's weight; pnr/edit/sparsity.py)
                 loss = loss + cfg.lambda_sparsity * opacity_penalty(field, g, cfg.num_samples)
             _check_finite(loss, phase.name, step, out_dir)
             _apply(opt, loss)

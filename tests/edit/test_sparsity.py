@@ -58,7 +58,6 @@ def test_at_zero_the_penalty_is_never_evaluated(monkeypatch):
         raise AssertionError("opacity_penalty called at lambda_sparsity 0")
 
     monkeypatch.setattr(loop, "opacity_penalty", boom)
-    assert EditConfig().lambda_sparsity == 0.0
     _edit(0.0)
     with pytest.raises(AssertionError, match="called"):
         _edit(1.0)
@@ -67,3 +66,19 @@ def test_at_zero_the_penalty_is_never_evaluated(monkeypatch):
 def test_a_negative_weight_is_refused_by_its_option_name():
     with pytest.raises(ConfigError, match="--lambda-sparsity must be a number >= 0"):
         EditConfig(lambda_sparsity=-1.0)
+
+
+def test_the_default_is_the_priors_weight():
+    """None = the prior's own weight: the built-in prior's 1e4 (chosen on dev2), 0 for a prior that names none
+    (the official configs' value); an explicit value wins."""
+    from types import SimpleNamespace
+
+    from pnr.edit.config import with_prior_defaults
+    from pnr.priors.builtin.prior import LAMBDA_SPARSITY_BUILTIN, BuiltinPrior
+
+    assert EditConfig().lambda_sparsity is None
+    assert BuiltinPrior.lambda_sparsity == LAMBDA_SPARSITY_BUILTIN == 1e4
+    fake_builtin = SimpleNamespace(delta_min=281.0, identity_scale=0.1, lambda_sparsity=LAMBDA_SPARSITY_BUILTIN)
+    assert with_prior_defaults(EditConfig(), fake_builtin).lambda_sparsity == 1e4
+    assert with_prior_defaults(EditConfig(), SimpleNamespace(delta_min=1000.0)).lambda_sparsity == 0.0
+    assert with_prior_defaults(EditConfig(lambda_sparsity=0.0), fake_builtin).lambda_sparsity == 0.0

@@ -34,6 +34,11 @@ GUIDANCE_SCALE_BUILTIN = 20.0
 # there, 1 re-renders the source (edit acc 0.17), 0.1 and 0.01 tie (0.83) and 0.1 is closer to the target
 # (docs/quality-issue19.md).
 IDENTITY_SCALE_BUILTIN = 0.1
+# Opacity penalty weight (pnr/edit/sparsity.py), 0.1 of gradient parity with one SDS step (bench/sparsity_scale.py:
+# parity at 1.07e5, as identity_scale is 0.1 for the identity term). Chosen on dev2 (issue 19 round 5b, H200, bench
+# preset, 16 shape/pose/object edits x 2 seeds, failures counted as 0): pnr 0.62/0.69 -> 0.81/0.81, 16/16 runs
+# succeed; sds 0.81/0.81 -> 0.88/0.87. docs/quality-issue19.md round 5.
+LAMBDA_SPARSITY_BUILTIN = 1e4
 ASSET_DIR = Path(__file__).resolve().parents[2] / "assets" / "prior"
 SHIPPED = ASSET_DIR / "prior.safetensors"
 
@@ -57,6 +62,7 @@ class BuiltinPrior(nn.Module):
     default_guidance_scale = GUIDANCE_SCALE_BUILTIN
     delta_min = DELTA_MIN_BUILTIN
     identity_scale = IDENTITY_SCALE_BUILTIN
+    lambda_sparsity = LAMBDA_SPARSITY_BUILTIN
 
     @staticmethod
     def compose_prompts(edit_prompt: str, source_prompt: str | None) -> tuple[str, str | None]:
