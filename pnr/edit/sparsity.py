@@ -1,4 +1,4 @@
-"""An opacity penalty against the over-growth of long edits (issue 19 candidate, off by default).
+"""An opacity penalty against the over-growth of long edits (issue 19; on by default for the built-in prior, W 1e4).
 
 Why: at the paper's step counts every failed PnR run (and SDS's) is "exploded": mass grown around the object,
 covering 3-6x the target's pixels, in 4 of PnR's 6 around an edit that is otherwise right (docs/quality-issue19.md);
