@@ -266,6 +266,15 @@ def test_versus_and_ablation_count_failures_as_zero(tmp_path, capsys):
     assert "2 test edits" in out  # pose_03 is not in the new file: left out
     assert "| pnr (new, seed 0) | – | – | – | 0.50 | – | 0.50 | 1.00 | 1/2 |" in out
     assert "| sds (committed, seed 0) | – | – | – | 0.50 | – | 0.50 | 0.50 | 2/2 |" in out
+    # --paired: only edits every row has (sds lacks pose_02 at seed 1); --seed: only that seed's rows
+    Q.Appender(base).append([rec("pose_01", "sds", 0.0, seed=1)])
+    Q.Appender(new).append([rec("pose_01", "pnr", 1.0, seed=1), rec("pose_02", "pnr", 1.0, seed=1)])
+    assert Q.main(["versus", "--new", str(new), "--base", str(base), "--variants", "pnr", "--against", "sds",
+                   "--seed", "1", "--paired"]) == 0
+    out = capsys.readouterr().out
+    assert "1 test edits" in out and "seed 0" not in out
+    assert "| pnr (new, seed 1) | – | – | – | 1.00 | – | 1.00 | 1.00 | 1/1 |" in out
+    assert "| sds (committed, seed 1) | – | – | – | 0.00 | – | 0.00 | 0.00 | 1/1 |" in out
     abl = tmp_path / "abl.jsonl"
     Q.Appender(abl).append([rec("pose_01", "pnr+ref", 0.0), rec("pose_02", "pnr+ref", 1.0),
                             rec("pose_01", "pnr+x", 1.0), rec("pose_02", "pnr+x", 1.0, ok=False)])

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     vs.add_argument("--base", default="bench/results/quality.jsonl")
     vs.add_argument("--variants", default="pnr,pnr_norevise")
     vs.add_argument("--against", default="pnr,sds,pds,idu,regen")
+    vs.add_argument("--seed", type=int, default=None, help="only this seed (default: every seed, one row each)")
+    vs.add_argument("--paired", action="store_true", help="only the edits every row has a record of (without it a "
+                    "missing job counts as a failure, accuracy 0)")
     vs.set_defaults(func=cmd_versus)
     ab = sub.add_parser("ablation", help="every ablation tag against a reference tag on the same edits")
     ab.add_argument("--jsonl", required=True)

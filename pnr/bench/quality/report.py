@@ -199,15 +199,18 @@ def method_rows(rows: list[tuple[str, dict]], edits: list[str], seed: int = 0) -
 def cmd_versus(a) -> int:
     """New runs (--new) against the committed results (--base) on the edits the new file covers, seed by seed."""
     new, base = read_results(Path(a.new)), read_results(Path(a.base))
+    seeds = None if a.seed is None else {a.seed}
     rows = []
     for v in a.variants.split(","):
-        for seed in sorted({k[2] for k in new if k[1] == v}):
+        for seed in sorted({k[2] for k in new if k[1] == v and (seeds is None or k[2] in seeds)}):
             rows.append((f"{v} (new, seed {seed})", {k[0]: r for k, r in new.items() if k[1] == v and k[2] == seed}))
     edits = sorted({k[0] for k in new if k[1] == a.variants.split(",")[0]},
                    key=lambda e: (TYPES.index(e.rsplit("_", 1)[0]), e))
     for v in a.against.split(","):
-        for seed in sorted({k[2] for k in base if k[1] == v}):
+        for seed in sorted({k[2] for k in base if k[1] == v and (seeds is None or k[2] in seeds)}):
             rows.append((f"{v} (committed, seed {seed})", {k[0]: r for k, r in base.items() if k[1] == v and k[2] == seed}))
+    if a.paired:  # only the edits every row finished: a like-for-like comparison, missing jobs not counted as 0
+        edits = [e for e in edits if all(e in recs for _, recs in rows)]
     print(f"{len(edits)} test edits ({', '.join(f'{t} {sum(e.startswith(t + chr(95)) for e in edits)}' for t in TYPES)}); "
           f"new = {a.new}, committed = {a.base}\n")
     print(method_rows(rows, edits))
