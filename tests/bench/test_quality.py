@@ -283,6 +283,21 @@ def test_versus_and_ablation_count_failures_as_zero(tmp_path, capsys):
     assert "| pnr+ref | 2 | 0.50 |  | 0.50 | 2/2 |" in out and "| pnr+x | 2 | 0.50 | +0.00 | 0.50 | 1/2 |" in out
 
 
+def test_gap_splits_a_metric_difference_by_type_correctness_and_eta(tmp_path, capsys):
+    def rec(e, v, lp, acc=1.0, eta=None, ok=True):
+        return {"edit_id": e, "variant": v, "seed": 0, "split": "test", "edit_type": e.split("_")[0], "success": ok,
+                "eta": eta, "metrics": {"edited_attr_acc": acc, "lpips_to_source": lp} if ok else None}
+    f = tmp_path / "r.jsonl"
+    Q.Appender(f).append([rec("pose_01", "pnr", 0.20, eta=0.3), rec("pose_01", "sds", 0.10),
+                          rec("shape_01", "pnr", 0.10, acc=0.0, eta=0.1), rec("shape_01", "sds", 0.10),
+                          rec("object_01", "pnr", 0.50, eta=0.3, ok=False), rec("object_01", "sds", 0.10)])
+    assert Q.main(["gap", "--jsonl", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "| pose | 1 | 0.200 | 0.100 | +0.100 |" in out and "| object | 0 |" in out  # a failed run is left out
+    assert "| all | 2 | 0.150 | 0.100 | +0.050 |" in out and "| both right | 1 | 0.200 | 0.100 | +0.100 |" in out
+    assert "| pnr η in [0.2, 0.4) | 1 | 0.200 | 0.100 | +0.100 |" in out and "| pnr η in [0.05, 0.2) | 1 | 0.100 |" in out
+
+
 def test_dev2_split_is_selectable_and_interleaved():
     from pnr.bench.quality.jobs import select_edits
 

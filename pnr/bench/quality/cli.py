@@ -7,7 +7,7 @@ import argparse
 import importlib
 
 from .config import RunConfig
-from .report import README_SECTION, cmd_ablation, cmd_compare, cmd_figure, cmd_left, cmd_table, cmd_versus
+from .report import README_SECTION, cmd_ablation, cmd_compare, cmd_figure, cmd_gap, cmd_left, cmd_table, cmd_versus
 from .results import cmd_merge
 from .run import cmd_run
 
@@ -62,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--seed", type=int, default=0)
     ab.add_argument("--types", default="shape,pose,object")
     ab.set_defaults(func=cmd_ablation)
+    gp = sub.add_parser("gap", help="one metric of variant A minus B on the jobs both finished: per type, on the edits "
+                        "both got right, and by A's η")
+    gp.add_argument("--jsonl", required=True)
+    gp.add_argument("--a", default="pnr")
+    gp.add_argument("--b", default="sds")
+    gp.add_argument("--metric", default="lpips_to_source")
+    gp.add_argument("--seed", type=int, default=None, help="only this seed (default: every seed)")
+    gp.set_defaults(func=cmd_gap)
     f = sub.add_parser("figure", help="PNG grid: source | each method | ground truth")
     f.add_argument("--jsonl", default="bench/results/quality.jsonl")
     f.add_argument("--thumbs", default=None)

@@ -249,6 +249,37 @@ def cmd_ablation(a) -> int:
     return 0
 
 
+ETA_BINS = ((0.0, 0.05), (0.05, 0.2), (0.2, 0.4), (0.4, 1.01))
+
+
+def cmd_gap(a) -> int:
+    """Where variant A's metric differs from B's, on the jobs (edit, seed) both finished successfully: per edit type,
+    on the edits both got right (edit accuracy 1), and by A's η. Why: a gap in a mean (issue 19: LPIPS to the
+    source) can come from the edits A gets right and B does not, or from the perturbation itself."""
+    recs = read_results(Path(a.jsonl))
+    by = {(k[0], k[2]): {} for k in recs}
+    for (e, v, s), r in recs.items():
+        if a.seed is None or s == a.seed:
+            by[(e, s)][v] = r
+    pairs = [(e, d[a.a], d[a.b]) for (e, _), d in sorted(by.items())
+             if a.a in d and a.b in d and d[a.a].get("success") and d[a.b].get("success")]
+    m = a.metric
+
+    def row(label: str, ps: list) -> list[str]:
+        if not ps:
+            return [label, "0", "–", "–", "–"]
+        va, vb = [_value(x, m) for _, x, _ in ps], [_value(y, m) for _, _, y in ps]
+        return [label, str(len(ps)), _fmt(_mean(va)), _fmt(_mean(vb)), f"{_mean(va) - _mean(vb):+.3f}"]
+
+    right = lambda x: (_value(x, "edited_attr_acc") or 0) >= 1.0  # noqa: E731
+    rows = [row(t, [p for p in pairs if p[0].startswith(t + "_")]) for t in TYPES]
+    rows += [row("all", pairs), row("both right", [p for p in pairs if right(p[1]) and right(p[2])])]
+    rows += [row(f"{a.a} η in [{lo:g}, {hi:g})", [p for p in pairs if p[1].get("eta") is not None
+                                                  and lo <= p[1]["eta"] < hi]) for lo, hi in ETA_BINS]
+    print(_markdown(["jobs", "n", a.a, a.b, f"{a.a} − {a.b}"], rows))
+    return 0
+
+
 def claims_section(recs: list[dict]) -> str:
     """The like-for-like tables behind the README's point-by-point comparison with the paper's claims."""
     fixed = tuple(v for v in FIXED_VARIANTS if any(r["variant"] == v and r["seed"] == 0 for r in recs))
