@@ -12,10 +12,9 @@ Figures (each measured in this run, in a subprocess, never copied from elsewhere
                        memory, so the edit runs through this script's --child-peak wrapper, in the same process)
   mvdream_edit_min     bench/full_size_step.py --priors mvdream: its projected full edit with IPG, minutes (CUDA)
   peak_mem_gb_mvdream  torch.cuda.max_memory_allocated (GiB) of that full_size_step.py process (anchors + MVDream steps)
-  peer_fit_ratio       pnr's fit rays/s (bench/fit_speed.py, measured here) / the peer's rays/s, from a peer result
-                       file given with --peer (a nerfacc run on the same device: JSON with "device" and "rays_per_s",
-                       optionally "res" (64), "rays_per_batch", "field" ("default"), "command"); > 1 = pnr is faster
-
+  peer_fit_ratio       bench/peer_fit.py (CUDA, nerfacc 0.5.x): training seconds to 30 dB held-out PSNR of the nerfacc
+                       instant-ngp recipe / of `pnr fit`, same dataset and device; > 1 = pnr is faster (goal 1.5).
+                       --peer PEER.json reads a peer_fit.py result instead of running it
 Every figure is {"value", "unit", "device", "date" (UTC ISO), "command", "load" (os.getloadavg() when this run started),
 "why" (null, or why value is null: what this machine cannot measure), ...details}. --merge keeps the figures of the
 existing file that this run did not measure (so a CPU run and a GPU run fill one file), each with its own
@@ -47,7 +46,7 @@ SAMPLE, PROMPT = "pnr/assets/sample/red_mug", "in blue"
 # figure -> (unit, what it is, for the README)
 FIGURES = {
     "paper_edit_s": ("s", "paper-preset edit of the sample, edit time, CUDA"),
-    "peer_fit_ratio": ("x", "fit rays/s, pnr / nerfacc peer, same device"),
+    "peer_fit_ratio": ("x", "time to 30 dB fitting, nerfacc peer / pnr, same device"),
     "cpu_quick_edit_s": ("s", "quick-preset edit of the sample, edit time, CPU"),
     "peak_mem_gb_builtin": ("GiB", "peak CUDA memory of the paper edit, built-in prior"),
     "peak_mem_gb_mvdream": ("GiB", "peak CUDA memory of full_size_step.py, MVDream"),
@@ -314,41 +313,41 @@ def measure_mvdream(ctx: dict) -> dict:
 
 
 def measure_peer(ctx: dict, peer_path: str | None) -> dict:
+    """bench/peer_fit.py run here (or its JSON from --peer): the peer's time to the target PSNR over pnr's."""
     name = "peer_fit_ratio"
     dev = ctx["gpu"] if ctx["cuda"] else ctx["cpu"]
-    if not peer_path:
-        return {name: figure(name, None, why="nerfacc peer not run", device=dev, date=now_utc(), command=None)}
-    peer = json.loads(Path(peer_path).read_text())
-    if peer.get("rays_per_s") is None or not peer.get("device"):
-        return {name: figure(name, None, why=f"peer file {peer_path} has no rays_per_s/device", device=dev,
-                             date=now_utc(), command=None)}
-    if peer["device"] != dev:
-        return {name: figure(name, None, why=f"peer measured on {peer['device']}, not this machine", device=dev,
-                             date=now_utc(), command=None)}
-    res = int(peer.get("res", 64))
-    tmp = Path(tempfile.mkdtemp(prefix="pnr-speed-fit-"))
-    out_file, log = tmp / "fit_speed.json", tmp / "log.txt"
-    cmd = [py(), "bench/fit_speed.py", "--device", "cuda" if ctx["cuda"] else "cpu", "--field",
-           peer.get("field", "default"), "--budgets", "20", "--budget256", "20", "--out", str(out_file)]
-    if peer.get("rays_per_batch"):
-        cmd += ["--rays", str(int(peer["rays_per_batch"]))]
-    base = dict(device=dev, date=now_utc(), command=shlex.join(cmd), load=os.getloadavg())
-    rc, wall = run_cmd(cmd, log)
-    rows = [r for r in (json.loads(out_file.read_text())["rows"] if out_file.exists() else []) if r["res"] == res]
-    if rc != 0 or not rows:
-        return {name: figure(name, None, why=f"fit_speed.py failed or no {res}px row (rc {rc})", **base)}
-    ours = rows[0]["rays_per_s"]
-    return {name: figure(name, round(ours / float(peer["rays_per_s"]), 3), **base, pnr_rays_per_s=ours,
-                         peer_rays_per_s=peer["rays_per_s"], res=res, peer_file=rel(peer_path),
-                         peer_command=peer.get("command"), source="pnr rays/s / peer rays/s at the same res")}
+    if peer_path:
+        cmd, wall, rc = None, None, 0
+        res_file = Path(peer_path)
+    else:
+        if not ctx["cuda"]:
+            return {name: figure(name, None, why="needs CUDA (nerfacc)", device=dev, date=now_utc(), command=None)}
+        tmp = Path(tempfile.mkdtemp(prefix="pnr-speed-peer-"))
+        res_file = tmp / "peer.json"
+        cmd = [py(), "bench/peer_fit.py", "--device", "cuda", "--json", str(res_file)]
+        rc, wall = run_cmd(cmd, tmp / "log.txt")
+    base = dict(device=dev, date=now_utc(), command=shlex.join(cmd) if cmd else None, load=os.getloadavg())
+    r = json.loads(res_file.read_text()) if res_file.exists() else {}
+    if r.get("device") and r["device"] != dev:
+        return {name: figure(name, None, why=f"peer measured on {r['device']}, not this machine", **base)}
+    detail = {k: r.get(k) for k in ("target_db", "res", "views", "field", "budgets_s")}
+    for side in ("pnr", "peer"):
+        s = r.get(side) or {}
+        detail[side] = {k: s.get(k) for k in ("trace", "time_to_target_s", "psnr_at_30s", "rays_per_s", "error",
+                                              "nerfacc")}
+    if rc != 0 or r.get("speedup_to_target") is None:
+        why = (r.get("peer") or {}).get("error") or f"peer_fit.py: rc {rc}, no time to target for both sides"
+        return {name: figure(name, None, why=why[:300], **base, **detail)}
+    return {name: figure(name, r["speedup_to_target"], **base, **detail, peer_file=rel(res_file) if peer_path else None,
+                         wall_s=wall, source="peer seconds to target_db / pnr seconds, bench/peer_fit.py")}
 
 
 def cannot_measure(ctx: dict, name: str, peer: str | None) -> str | None:
     """Why this machine cannot measure the figure, or None if it can."""
     if name in ("paper_edit_s", "peak_mem_gb_builtin", "mvdream_edit_min", "peak_mem_gb_mvdream") and not ctx["cuda"]:
         return "needs CUDA"
-    if name == "peer_fit_ratio" and not peer:
-        return "nerfacc peer not run"
+    if name == "peer_fit_ratio" and not peer and not ctx["cuda"]:
+        return "needs CUDA (nerfacc)"
     return None
 
 
@@ -371,7 +370,8 @@ def main(argv=None) -> int:
     ap.add_argument("--merge", action="store_true", help="keep the existing file's figures this run does not measure")
     ap.add_argument("--readme", action="store_true", help="rewrite README.md's speed block from the file")
     ap.add_argument("--readme-only", action="store_true", help="measure nothing; only rewrite the README block")
-    ap.add_argument("--peer", default=None, help="a measured nerfacc peer result (JSON) for peer_fit_ratio")
+    ap.add_argument("--peer", default=None, help="a bench/peer_fit.py result (JSON) for peer_fit_ratio, instead of "
+                    "running it")
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     a = ap.parse_args(argv)
     out = Path(a.out)

@@ -7,6 +7,7 @@
 #   bash bench/gpu/call.sh graphs+quality MIN [N]  # --render-graphs vs the default render on the first 24 test
 #                                             # edits (pnr, seed 0), each against the committed results, then quality
 #   LAMBDAS="300,30000 30,3000" bash bench/gpu/call.sh lambda MIN  # dev-split pilot of the identity weights
+#   bash bench/gpu/call.sh peer MIN            # bench/peer_fit.py: pnr fit vs nerfacc's recipe (carry .whl, see below)
 #   RT_BACKEND=ray|processes runs the retest on one pool of N workers instead of N shards;
 #   RT_EXTRA="--preset paper --types pose,object,shape --limit 21" adds arguments to every retest shard
 #   ABL_FILE=bench/ablations/issue19_round1.json bash bench/gpu/call.sh ablation MIN [N]  # dev-split ablation:
@@ -83,6 +84,20 @@ if [[ $mode == *speed* ]]; then
   timeout 120 python3 -m pnr.cli eval $W/paper $W/paper_eager --device cuda --json $W/paper_eval.json \
     > $W/paper_eval.txt 2>&1; tail -6 $W/paper_eval.txt
   rm -rf $W/paper*/checkpoint $W/paper*/*.pt $W/paper*/*.npz 2>/dev/null
+fi
+
+if [[ $mode == *peer* ]]; then  # bench/peer_fit.py: `pnr fit` beside nerfacc's instant-ngp recipe (issue 21 item 3)
+  # carry .whl/ with nerfacc-0.5.3 (+ rich, markdown-it-py, mdurl, pygments, which it imports); its CUDA code builds
+  # at first use with nvcc. nerfacc 0.5.3's unused `lerp` helpers clash with C++20's std::lerp under torch's
+  # -std=c++20 (seen building with nvcc 13.0 + torch 2.14.1 on the CPU machine, 2026-12-03): renamed before the build.
+  mkdir -p /tmp/dsite && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/dsite \
+    .whl/nerfacc-*.whl .whl/rich-*.whl .whl/markdown_it_py-*.whl .whl/mdurl-*.whl .whl/pygments-*.whl 2>&1 | tail -2
+  sed -i 's/\blerp(/nerfacc_unused_lerp(/' /tmp/dsite/nerfacc/cuda/csrc/include/utils_math.cuh
+  # torch's CUDA headers include cublas_v2.h, which a toolkit without cuBLAS lacks; pip's nvidia/*/include have it
+  inc=$(python3 -c 'import glob, os, torch; print(":".join(glob.glob(os.path.dirname(os.path.dirname(torch.__file__)) + "/nvidia/*/include")))')
+  ( export PYTHONPATH=$PYTHONPATH:/tmp/dsite MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0 CPATH=${CPATH:+$CPATH:}$inc
+    time timeout ${PEER_TIMEOUT:-420} python3 bench/peer_fit.py --device cuda --json $W/peer.json ${PEER_EXTRA:-} ) \
+    > $W/peer.txt 2>&1; tail -14 $W/peer.txt
 fi
 
 ngpu=$(nvidia-smi -L 2>/dev/null | wc -l); [ "$ngpu" -ge 1 ] || ngpu=1  # shards round-robin over the GPUs

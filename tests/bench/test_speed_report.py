@@ -129,4 +129,21 @@ def test_main_plumbing_without_an_edit(sr, tmp_path, monkeypatch):
     # without --merge the foreign figure goes, and unrequested figures say why this machine cannot measure them
     sr.main(["--only", "cpu_quick_edit_s", "--out", str(out)])
     data = json.loads(out.read_text())
-    assert data["paper_edit_s"]["why"] == "needs CUDA" and data["peer_fit_ratio"]["why"] == "nerfacc peer not run"
+    assert data["paper_edit_s"]["why"] == "needs CUDA" and data["peer_fit_ratio"]["why"] == "needs CUDA (nerfacc)"
+
+
+def test_peer_figure_is_the_time_ratio_from_a_peer_fit_result(sr, tmp_path):
+    ctx = {"cuda": False, "gpu": None, "cpu": "fake cpu", "torch": "x"}
+    f = tmp_path / "peer.json"
+    f.write_text(json.dumps({"device": "fake cpu", "target_db": 30.0, "speedup_to_target": 1.8,
+                             "pnr": {"trace": [[5.0, 30.5]], "time_to_target_s": 5.0},
+                             "peer": {"trace": [[9.0, 30.1]], "time_to_target_s": 9.0, "nerfacc": "0.5.3"}}))
+    r = sr.measure_peer(ctx, str(f))["peer_fit_ratio"]
+    assert r["value"] == 1.8 and r["peer"]["time_to_target_s"] == 9.0 and r["why"] is None
+    f.write_text(json.dumps({"device": "fake cpu", "speedup_to_target": None, "pnr": {"trace": [[5.0, 30.5]]},
+                             "peer": {"error": "RuntimeError: nerfacc build failed"}}))
+    r = sr.measure_peer(ctx, str(f))["peer_fit_ratio"]
+    assert r["value"] is None and "nerfacc build failed" in r["why"]
+    f.write_text(json.dumps({"device": "another GPU", "speedup_to_target": 2.0}))
+    assert "not this machine" in sr.measure_peer(ctx, str(f))["peer_fit_ratio"]["why"]
+    assert sr.measure_peer(ctx, None)["peer_fit_ratio"]["why"] == "needs CUDA (nerfacc)"
