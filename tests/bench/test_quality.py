@@ -24,7 +24,7 @@ def _lines(p: Path) -> list[str]:
 
 def test_run_resume_truncation_table_figure(tmp_path, tiny_prior):
     out = tmp_path / "results" / "quality.jsonl"
-    assert Q.main(_run_args(out, tiny_prior, "pnr,sds")) == 0
+    assert Q.main(_run_args(out, tiny_prior, "pnr,sds", "--turntables")) == 0
     recs = [json.loads(x) for x in _lines(out)]
     edit_id = Q.select_edits("test")[0].id
     assert [(r["edit_id"], r["variant"], r["seed"]) for r in recs] == [
@@ -79,6 +79,18 @@ def test_run_resume_truncation_table_figure(tmp_path, tiny_prior):
     # columns: source, the 4 variants with thumbnails (pnr, pnr_norevise, sds, regen), target; the
     # variants not run yet (pds, idu, the fixed η) are left out; label 150 px, cells 64 px + 2 px pad
     assert h > 64 and w == 150 + 6 * (64 + 2)
+    # --turntables kept the eval turntables of the first run (not regen's: it ran without): a video of those columns
+    import numpy as np
+
+    tt = np.load(tmp_path / "results" / "thumbs" / edit_id / "pnr.npz")["frames"]
+    assert tt.shape == (4, 32, 32, 3) and tt.dtype == np.uint8 and tt.std() > 0
+    video = tmp_path / "grid.mp4"
+    assert Q.main(["figure", "--jsonl", str(out), "--out", str(tmp_path / "g2.png"), "--edits", edit_id,
+                   "--video", str(video)]) == 0
+    import imageio.v2 as imageio
+
+    frames = imageio.mimread(video)
+    assert len(frames) == 4 and frames[0].shape[1] == 150 + 5 * (32 + 2)  # source, pnr_norevise, pnr, sds, target
     # new records carry the success test version (v2: coverage against the frame's own background)
     assert all(r["metrics"]["sanity_version"] == 2 and "haze" in r["metrics"] for r in recs)
     assert "Success test v2" in text

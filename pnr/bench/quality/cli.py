@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--views", type=int, default=1, choices=(1, 2, 3, 4))
     f.add_argument("--methods", default=None)
     f.add_argument("--split", choices=("test", "dev"), default="test")
+    f.add_argument("--edits", default=None, help="only these edit ids, comma list, in this order")
+    f.add_argument("--video", default=None, help="also an MP4 turntable grid of the same rows and the columns that "
+                   "have turntables (`run --turntables`)")
     f.set_defaults(func=cmd_figure)
     return ap
 

@@ -66,6 +66,8 @@ class RunConfig:
     eval_samples: int = _opt(128)
     thumb_edits: int = _opt(2, "edits per type with thumbnails for the figure")
     thumbs: str | None = _opt(help="thumbnail folder (default: <out dir>/thumbs)")
+    turntables: bool = _opt(False, "also keep each thumbnailed job's turntable (eval views at eval res, uint8) as "
+                            "<thumbs>/<edit>/<variant>.npz, for `quality.py figure --video`")
     threads: int | None = _opt(help="torch CPU threads (a pool worker: default 1)")
     workers: int | None = _opt(help="run the edits on a pnr.batch pool of K workers (one edit and all its jobs at a "
                                "time each) instead of this process alone; K > 1 implies --backend processes",

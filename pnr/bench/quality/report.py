@@ -456,9 +456,13 @@ def cmd_figure(a) -> int:
     cols = ["source", *[v for v in (a.methods.split(",") if a.methods else VARIANTS)], "target"]
     es = select_edits(a.split)
     rows = []
-    for t in TYPES:
-        have = [e for e in es if e.edit_type == t and (thumbs / e.id / "source.png").is_file()]
-        rows += have[:a.per_type]
+    if getattr(a, "edits", None):  # (`table --figure` calls this with its own arguments)
+        by_id = {e.id: e for e in es}
+        rows = [by_id[i] for i in a.edits.split(",") if i in by_id and (thumbs / i / "source.png").is_file()]
+    else:
+        for t in TYPES:
+            have = [e for e in es if e.edit_type == t and (thumbs / e.id / "source.png").is_file()]
+            rows += have[:a.per_type]
     if not rows:
         raise SystemExit(f"quality figure: no thumbnails under {thumbs} (run `quality.py run` first)")
     # method columns without any thumbnail yet (e.g. variants not run so far) are left out
@@ -484,5 +488,44 @@ def cmd_figure(a) -> int:
             img.paste(strip.crop((0, 0, cell_w, s)), (label_w + j * (cell_w + pad), y))
     save_png(a.out, np.asarray(img))
     print(f"quality: wrote {a.out} ({len(rows)} edits x {len(cols)} columns)")
+    if getattr(a, "video", None):
+        turntable_grid(thumbs, rows, cols, a.video)
     return 0
+
+
+def turntable_grid(thumbs: Path, rows: list, cols: list[str], out: str) -> None:
+    """MP4: one turntable per cell (<thumbs>/<edit>/<col>.npz, uint8 [V, H, W, 3]) turning together, a row per edit,
+    the columns that have turntables, labelled. Why: a pose or an added object is judged turning, not in 4 stills."""
+    from PIL import Image, ImageDraw
+
+    from pnr.io import save_video
+
+    cols = [c for c in cols if all((thumbs / e.id / f"{c}.npz").is_file() for e in rows)]
+    if not cols:
+        raise SystemExit(f"quality figure --video: no column has turntables for every row under {thumbs} "
+                         "(run `quality.py run --turntables`)")
+    cells = {(e.id, c): np.load(thumbs / e.id / f"{c}.npz")["frames"] for e in rows for c in cols}
+    n = min(v.shape[0] for v in cells.values())
+    s = max(v.shape[1] for v in cells.values())
+    label_w, head_h, pad = 150, 16, 2
+    W, H = label_w + len(cols) * (s + pad), head_h + len(rows) * (s + pad)
+    W, H = W + W % 2, H + H % 2  # H.264 wants even sizes
+    base = Image.new("RGB", (W, H), (255, 255, 255))
+    draw = ImageDraw.Draw(base)
+    for j, c in enumerate(cols):
+        draw.text((label_w + j * (s + pad) + 2, 2), c.replace("pnr_fixed_", "eta="), fill=(0, 0, 0))
+    for i, e in enumerate(rows):
+        y = head_h + i * (s + pad)
+        draw.text((2, y + 2), e.id, fill=(0, 0, 0))
+        draw.text((2, y + 16), e.prompt[:24], fill=(60, 60, 60))
+    frames = []
+    for k in range(n):
+        img = base.copy()
+        for i, e in enumerate(rows):
+            for j, c in enumerate(cols):
+                f = Image.fromarray(cells[(e.id, c)][k]).resize((s, s))
+                img.paste(f, (label_w + j * (s + pad), head_h + i * (s + pad)))
+        frames.append(np.asarray(img))
+    path = save_video(out, frames, fps=8)
+    print(f"quality: wrote {path} ({len(rows)} edits x {len(cols)} columns, {n} frames)")
 

@@ -135,7 +135,26 @@ def prepare_source(e, ctx: RunContext, dev) -> Source:
         d = ctx.thumbs_dir / e.id
         _save_strip(d / "source.png", _turntable(field, occ, a, THUMB_VIEWS, THUMB_RES))
         _save_strip(d / "target.png", ex(e.target, THUMB_VIEWS, THUMB_RES))
+        if a.turntables:  # the eval turntables already rendered above
+            _save_frames(d / "source.npz", frames)
+            _save_frames(d / "target.npz", gt)
     return Source(e, field, occ, frames, gt, fit_s, src_psnr)
+
+
+def _save_frames(path: Path, frames) -> None:
+    """A turntable as uint8 [V, H, W, 3] in one .npz (for `figure --video`), written atomically. frames: uint8
+    [V, H, W, 3] (a NeRF turntable) or float [V, 3, H, W] (exact renders)."""
+    import io
+
+    import numpy as np
+
+    from pnr.io import atomic_write_bytes, to_uint8
+
+    if torch.is_tensor(frames) and frames.is_floating_point():
+        frames = frames.permute(0, 2, 3, 1)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, frames=np.stack([to_uint8(f)[..., :3] for f in frames]))
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _save_strip(path: Path, frames) -> None:
@@ -258,6 +277,8 @@ def run_job(src: Source, job: Job, ctx: RunContext, prior, encoder, dev) -> list
               "edit": None if search_s is None else snap["t"] - t0 - search_s, "eval": time.time() - te}
         if thumbs:
             _save_strip(ctx.thumbs_dir / e.id / f"{norevise_name}.png", _turntable(f2, o2, a, THUMB_VIEWS, THUMB_RES))
+            if a.turntables:
+                _save_frames(ctx.thumbs_dir / e.id / f"{norevise_name}.npz", _turntable(f2, o2, a))
         return {**base, "variant": norevise_name, **eta_rec, "success": m2["success"], "metrics": m2,
                 "seconds": s2, "steps": {**base["steps"], "revise": 0}}
 
@@ -290,6 +311,8 @@ def run_job(src: Source, job: Job, ctx: RunContext, prior, encoder, dev) -> list
     if thumbs:
         _save_strip(ctx.thumbs_dir / e.id / f"{job.variant}.png",
                     _turntable(res.field, res.occupancy, a, THUMB_VIEWS, THUMB_RES))
+        if a.turntables:
+            _save_frames(ctx.thumbs_dir / e.id / f"{job.variant}.npz", _turntable(res.field, res.occupancy, a))
     if snap:
         out.insert(0, norevise(eta_rec, search_s))
     return [clean(r) for r in out]
