@@ -89,7 +89,8 @@ fi
 if [[ $mode == *peer* ]]; then  # bench/peer_fit.py: `pnr fit` beside nerfacc's instant-ngp recipe (issue 21 item 3)
   # carry .whl/ with nerfacc-0.5.3 (+ rich, markdown-it-py, mdurl, pygments, which it imports); its CUDA code builds
   # at first use with nvcc. nerfacc 0.5.3's unused `lerp` helpers clash with C++20's std::lerp under torch's
-  # -std=c++20 (seen building with nvcc 13.0 + torch 2.14.1 on the CPU machine, 2026-12-03): renamed before the build.
+  # -std=c++20 (the build failed on that with nvcc 13.0 + torch 2.14.1+cu130 on the CPU machine, 2026-12-03, and
+  # succeeded with the rename, 6 min at MAX_JOBS=2): renamed before the build.
   mkdir -p /tmp/dsite && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/dsite \
     .whl/nerfacc-*.whl .whl/rich-*.whl .whl/markdown_it_py-*.whl .whl/mdurl-*.whl .whl/pygments-*.whl 2>&1 | tail -2
   sed -i 's/\blerp(/nerfacc_unused_lerp(/' /tmp/dsite/nerfacc/cuda/csrc/include/utils_math.cuh
