@@ -21,6 +21,7 @@ import torch
 from pnr.edit.config import EditConfig
 from pnr.edit.loop import STATE_FILE, EditResult, Guide, edit, write_record
 from pnr.edit.prompts import prompt_words
+from pnr.errors import DeviceMemoryError
 from pnr.field.field import Field
 from pnr.render.occupancy import OccupancyGrid
 from pnr.render.orbit import EDIT_ORBIT
@@ -81,8 +82,16 @@ def edit_to_dir(source: Field, source_occ: OccupancyGrid | None, prior, edit_pro
     outputs = ["checkpoint", "edit.json"]
     n = cfg.turntable_frames
     if n > 0:
-        a = turntable_frames(source, source_occ, n, cfg.turntable_res, num_samples=turntable_samples)
-        b = turntable_frames(res.field, res.occupancy, n, cfg.turntable_res, num_samples=turntable_samples)
+        try:
+            a = turntable_frames(source, source_occ, n, cfg.turntable_res, num_samples=turntable_samples)
+            b = turntable_frames(res.field, res.occupancy, n, cfg.turntable_res, num_samples=turntable_samples)
+        except torch.OutOfMemoryError as e:  # the edit itself is done and saved: say so, and how to get the video
+            raise DeviceMemoryError(
+                f"out of GPU memory rendering the turntable ({n} frames at {cfg.turntable_res} px, "
+                f"{turntable_samples} samples per ray) after the edit finished: its checkpoint is in "
+                f"{out_dir / 'checkpoint'} and rerunning the same command writes the outputs without editing again; "
+                f"lower --turntable-res or pass --turntable-frames 0, or free the GPU of other processes. "
+                f"({str(e).splitlines()[0] if str(e) else 'CUDA out of memory'})") from e
         pairs = np.concatenate([a, np.full_like(a[:, :, :4], 255), b], axis=2)  # source | edit
         outputs.append(save_video(out_dir / "turntable.mp4", pairs, fps=max(4, n // 3)).name)
         save_png(out_dir / "contact.png", contact_sheet(pairs[:: max(1, n // 8)], cols=2))

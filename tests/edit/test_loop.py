@@ -220,6 +220,28 @@ def test_out_of_gpu_memory_names_the_settings_to_lower(tmp_path, monkeypatch):
     assert "Add --low-memory" in msg and (tmp_path / STATE_FILE).exists()
 
 
+def test_out_of_memory_in_the_turntable_keeps_the_edit_and_a_rerun_only_writes_the_outputs(tmp_path, monkeypatch):
+    from pnr.edit import run
+    from pnr.errors import DeviceMemoryError
+
+    real = run.turntable_frames
+
+    def oom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+
+    monkeypatch.setattr(run, "turntable_frames", oom)
+    with pytest.raises(DeviceMemoryError) as e:
+        edit_to_dir(_source(), None, ToyDenoiser(num_views=2), "blue", None, _cfg(turntable_frames=4, turntable_res=16),
+                    tmp_path, progress=False)
+    msg = str(e.value)
+    assert "rendering the turntable (4 frames at 16 px" in msg and "--turntable-res" in msg and "1.00 GiB" in msg
+    assert (tmp_path / "checkpoint").is_dir() and (tmp_path / STATE_FILE).exists()
+    monkeypatch.setattr(run, "turntable_frames", real)
+    res, rec = edit_to_dir(_source(), None, ToyDenoiser(num_views=2), "blue", None,
+                           _cfg(turntable_frames=4, turntable_res=16), tmp_path, progress=False)
+    assert res.resumed_from == 6 and "turntable.mp4" in rec["outputs"] and not (tmp_path / STATE_FILE).exists()
+
+
 def test_low_memory_edit_runs_and_resumes_a_run_started_without_it(tmp_path):
     """--low-memory (checkpointed render + encoder) optimises the field like the default path and may be switched
     on when resuming (it is how a run stopped out of memory continues)."""
