@@ -448,7 +448,7 @@ def cmd_left(a) -> int:
 
 
 def cmd_figure(a) -> int:
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
     from pnr.io import save_png
 
@@ -468,24 +468,16 @@ def cmd_figure(a) -> int:
     # method columns without any thumbnail yet (e.g. variants not run so far) are left out
     cols = [c for c in cols if c in ("source", "target") or any((thumbs / e.id / f"{c}.png").is_file() for e in rows)]
     v, s = a.views, THUMB_RES
-    label_w, head_h, pad = 150, 16, 2
     cell_w = v * s
-    W = label_w + len(cols) * (cell_w + pad)
-    H = head_h + len(rows) * (s + pad)
-    img = Image.new("RGB", (W, H), (255, 255, 255))
-    draw = ImageDraw.Draw(img)
-    for j, c in enumerate(cols):
-        draw.text((label_w + j * (cell_w + pad) + 2, 2), c.replace("pnr_fixed_", "eta="), fill=(0, 0, 0))
+    img = _labelled_grid(rows, cols, cell_w, s)
     for i, e in enumerate(rows):
-        y = head_h + i * (s + pad)
-        draw.text((2, y + 2), e.id, fill=(0, 0, 0))
-        draw.text((2, y + 16), e.prompt[:24], fill=(60, 60, 60))
+        y = GRID_HEAD + i * (s + GRID_PAD)
         for j, c in enumerate(cols):
             p = thumbs / e.id / f"{c}.png"
             if not p.is_file():
                 continue
             strip = Image.open(p).convert("RGB")
-            img.paste(strip.crop((0, 0, cell_w, s)), (label_w + j * (cell_w + pad), y))
+            img.paste(strip.crop((0, 0, cell_w, s)), (GRID_LABEL + j * (cell_w + GRID_PAD), y))
     save_png(a.out, np.asarray(img))
     print(f"quality: wrote {a.out} ({len(rows)} edits x {len(cols)} columns)")
     if getattr(a, "video", None):
@@ -493,10 +485,31 @@ def cmd_figure(a) -> int:
     return 0
 
 
+GRID_LABEL, GRID_HEAD, GRID_PAD = 150, 16, 2  # figure grids: label column, header row, gap between cells (px)
+
+
+def _labelled_grid(rows: list, cols: list[str], cell_w: int, cell_h: int, even: bool = False):
+    """A white PIL image with the column names on top and each row's edit id and prompt on the left."""
+    from PIL import Image, ImageDraw
+
+    W, H = GRID_LABEL + len(cols) * (cell_w + GRID_PAD), GRID_HEAD + len(rows) * (cell_h + GRID_PAD)
+    if even:
+        W, H = W + W % 2, H + H % 2
+    img = Image.new("RGB", (W, H), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    for j, c in enumerate(cols):
+        draw.text((GRID_LABEL + j * (cell_w + GRID_PAD) + 2, 2), c.replace("pnr_fixed_", "eta="), fill=(0, 0, 0))
+    for i, e in enumerate(rows):
+        y = GRID_HEAD + i * (cell_h + GRID_PAD)
+        draw.text((2, y + 2), e.id, fill=(0, 0, 0))
+        draw.text((2, y + 16), e.prompt[:24], fill=(60, 60, 60))
+    return img
+
+
 def turntable_grid(thumbs: Path, rows: list, cols: list[str], out: str) -> None:
     """MP4: one turntable per cell (<thumbs>/<edit>/<col>.npz, uint8 [V, H, W, 3]) turning together, a row per edit,
     the columns that have turntables, labelled. Why: a pose or an added object is judged turning, not in 4 stills."""
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
     from pnr.io import save_video
 
@@ -507,24 +520,14 @@ def turntable_grid(thumbs: Path, rows: list, cols: list[str], out: str) -> None:
     cells = {(e.id, c): np.load(thumbs / e.id / f"{c}.npz")["frames"] for e in rows for c in cols}
     n = min(v.shape[0] for v in cells.values())
     s = max(v.shape[1] for v in cells.values())
-    label_w, head_h, pad = 150, 16, 2
-    W, H = label_w + len(cols) * (s + pad), head_h + len(rows) * (s + pad)
-    W, H = W + W % 2, H + H % 2  # H.264 wants even sizes
-    base = Image.new("RGB", (W, H), (255, 255, 255))
-    draw = ImageDraw.Draw(base)
-    for j, c in enumerate(cols):
-        draw.text((label_w + j * (s + pad) + 2, 2), c.replace("pnr_fixed_", "eta="), fill=(0, 0, 0))
-    for i, e in enumerate(rows):
-        y = head_h + i * (s + pad)
-        draw.text((2, y + 2), e.id, fill=(0, 0, 0))
-        draw.text((2, y + 16), e.prompt[:24], fill=(60, 60, 60))
+    base = _labelled_grid(rows, cols, s, s, even=True)  # H.264 wants even sizes
     frames = []
     for k in range(n):
         img = base.copy()
         for i, e in enumerate(rows):
             for j, c in enumerate(cols):
                 f = Image.fromarray(cells[(e.id, c)][k]).resize((s, s))
-                img.paste(f, (label_w + j * (s + pad), head_h + i * (s + pad)))
+                img.paste(f, (GRID_LABEL + j * (s + GRID_PAD), GRID_HEAD + i * (s + GRID_PAD)))
         frames.append(np.asarray(img))
     path = save_video(out, frames, fps=8)
     print(f"quality: wrote {path} ({len(rows)} edits x {len(cols)} columns, {n} frames)")
