@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -214,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     fcfg = field_preset(a.field)
     rays = a.rays or (8192 if a.device.startswith("cuda") else 1024)
     device_name = torch.cuda.get_device_name() if a.device.startswith("cuda") else "cpu"
-    out = {"device": device_name, "torch": torch.__version__, "res": a.res, "views": a.views, "field": a.field,
+    from datetime import datetime, timezone
+
+    out = {"device": device_name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "load": list(os.getloadavg()), "torch": torch.__version__, "res": a.res, "views": a.views, "field": a.field,
            "budgets_s": budgets, "target_db": a.target, "command": " ".join(["python", "bench/peer_fit.py", *(argv or sys.argv[1:])])}
     sides = {"pnr": run_pnr(ds, fcfg, a.device, budgets, rays, a.seed, root)}
     if not a.skip_peer:

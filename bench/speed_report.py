@@ -14,7 +14,7 @@ Figures (each measured in this run, in a subprocess, never copied from elsewhere
   peak_mem_gb_mvdream  torch.cuda.max_memory_allocated (GiB) of that full_size_step.py process (anchors + MVDream steps)
   peer_fit_ratio       bench/peer_fit.py (CUDA, nerfacc 0.5.x): training seconds to 30 dB held-out PSNR of the nerfacc
                        instant-ngp recipe / of `pnr fit`, same dataset and device; > 1 = pnr is faster (goal 1.5).
-                       --peer PEER.json reads a peer_fit.py result instead of running it
+                       --peer PEER.json reads a peer_fit.py result (e.g. from the GPU machine) instead of running it
 Every figure is {"value", "unit", "device", "date" (UTC ISO), "command", "load" (os.getloadavg() when this run started),
 "why" (null, or why value is null: what this machine cannot measure), ...details}. --merge keeps the figures of the
 existing file that this run did not measure (so a CPU run and a GPU run fill one file), each with its own
@@ -326,10 +326,10 @@ def measure_peer(ctx: dict, peer_path: str | None) -> dict:
         res_file = tmp / "peer.json"
         cmd = [py(), "bench/peer_fit.py", "--device", "cuda", "--json", str(res_file)]
         rc, wall = run_cmd(cmd, tmp / "log.txt")
-    base = dict(device=dev, date=now_utc(), command=shlex.join(cmd) if cmd else None, load=os.getloadavg())
     r = json.loads(res_file.read_text()) if res_file.exists() else {}
-    if r.get("device") and r["device"] != dev:
-        return {name: figure(name, None, why=f"peer measured on {r['device']}, not this machine", **base)}
+    # both sides of a peer_fit.py result ran in one process on one device: a file from another machine keeps its own
+    base = dict(device=r.get("device") or dev, date=r.get("date") or now_utc(),
+                command=shlex.join(cmd) if cmd else r.get("command"), load=r.get("load") if peer_path else os.getloadavg())
     detail = {k: r.get(k) for k in ("target_db", "res", "views", "field", "budgets_s")}
     for side in ("pnr", "peer"):
         s = r.get(side) or {}

@@ -144,6 +144,8 @@ def test_peer_figure_is_the_time_ratio_from_a_peer_fit_result(sr, tmp_path):
                              "peer": {"error": "RuntimeError: nerfacc build failed"}}))
     r = sr.measure_peer(ctx, str(f))["peer_fit_ratio"]
     assert r["value"] is None and "nerfacc build failed" in r["why"]
-    f.write_text(json.dumps({"device": "another GPU", "speedup_to_target": 2.0}))
-    assert "not this machine" in sr.measure_peer(ctx, str(f))["peer_fit_ratio"]["why"]
+    f.write_text(json.dumps({"device": "NVIDIA H200", "date": "2026-12-04T10:00:00+00:00", "speedup_to_target": 2.0,
+                             "command": "python bench/peer_fit.py --device cuda"}))
+    r = sr.measure_peer(ctx, str(f))["peer_fit_ratio"]  # measured elsewhere: keeps that machine and date
+    assert r["value"] == 2.0 and r["device"] == "NVIDIA H200" and r["date"].startswith("2026-12-04")
     assert sr.measure_peer(ctx, None)["peer_fit_ratio"]["why"] == "needs CUDA (nerfacc)"
