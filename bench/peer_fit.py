@@ -40,7 +40,7 @@ from fit_speed import make_dataset  # noqa: E402
 
 from pnr.commands.fit import field_preset  # noqa: E402
 from pnr.field.field import Field  # noqa: E402
-from pnr.fit import FitConfig, fit  # noqa: E402
+from pnr.fit import FitConfig, fit, psnr  # noqa: E402
 from pnr.render.cameras import generate_rays  # noqa: E402
 
 PEER_MAX_STEPS = 20000  # the recipe's schedule length (its LR milestones are fractions of it)
@@ -93,9 +93,9 @@ class PeerRun:
 
         b = float(fcfg.bound)
         self.dev, self.step_size = dev, math.sqrt(3.0) * 2.0 * b / 1024.0  # recipe: 5e-3 for a 3-unit box
-        o, d = generate_rays(ds.subset("train").cams.to(dev))
-        self.rays_o, self.rays_d = o.reshape(-1, 3), d.reshape(-1, 3)
         train = ds.subset("train")
+        o, d = generate_rays(train.cams.to(dev))
+        self.rays_o, self.rays_d = o.reshape(-1, 3), d.reshape(-1, 3)
         self.target = train.images.to(dev).reshape(-1, 3)
         self.alpha = train.alpha.to(dev).reshape(-1, 1)
         self.bg_data = torch.tensor(ds.background, device=dev)
@@ -165,8 +165,7 @@ class PeerRun:
             ho, hd = ho.reshape(-1, 3), hd.reshape(-1, 3)
             rgb = torch.cat([self.render(ho[j:j + 8192], hd[j:j + 8192], self.bg_data, False)[0]
                              for j in range(0, ho.shape[0], 8192)])
-            mse = float(((rgb.clamp(0, 1).cpu() - held.images[i].reshape(-1, 3)) ** 2).mean())
-            vals.append(10 * math.log10(1.0 / max(mse, 1e-12)))
+            vals.append(psnr(rgb.clamp(0, 1).cpu(), held.images[i].reshape(-1, 3)))
         self.field.train()
         self.est.train()
         return sum(vals) / len(vals)
