@@ -186,12 +186,13 @@ def overrides_of(ctx: RunContext, variant: str) -> dict:
     return {**ctx.overrides, **{k: v for k, v in own.items() if k != "methods"}}
 
 
-def evaluate_field(src: Source, field, occ, a: RunConfig, encoder) -> dict:
-    """Every metric of docs/metrics.md for one edited field, flattened; 'success' also needs finite metrics."""
+def evaluate_field(src: Source, field, occ, a: RunConfig, encoder, frames=None) -> dict:
+    """Every metric of docs/metrics.md for one edited field, flattened; 'success' also needs finite metrics.
+    frames: uint8 [V, H, W, 3], the field's eval turntable if the caller rendered it already (--turntables keeps it)."""
     from pnr.metrics.eval import evaluate_frames
 
     e = src.edit
-    frames = _turntable(field, occ, a)
+    frames = _turntable(field, occ, a) if frames is None else frames
     m = evaluate_frames(encoder, src.frames, frames, e.source_caption, e.target_caption, a.net, src.gt,
                         e.source, e.target)
     gt = m.get("gt", {})
@@ -272,13 +273,14 @@ def run_job(src: Source, job: Job, ctx: RunContext, prior, encoder, dev) -> list
             o2 = OccupancyGrid(src.occ.resolution, src.occ.bound, device=dev)
             o2.load_state_dict(snap["occ"])
         te = time.time()
-        m2 = evaluate_field(src, f2, o2, a, encoder)
+        frames2 = _turntable(f2, o2, a)
+        m2 = evaluate_field(src, f2, o2, a, encoder, frames2)
         s2 = {"total": snap["t"] - t0, "search": search_s,
               "edit": None if search_s is None else snap["t"] - t0 - search_s, "eval": time.time() - te}
         if thumbs:
             _save_strip(ctx.thumbs_dir / e.id / f"{norevise_name}.png", _turntable(f2, o2, a, THUMB_VIEWS, THUMB_RES))
             if a.turntables:
-                _save_frames(ctx.thumbs_dir / e.id / f"{norevise_name}.npz", _turntable(f2, o2, a))
+                _save_frames(ctx.thumbs_dir / e.id / f"{norevise_name}.npz", frames2)
         return {**base, "variant": norevise_name, **eta_rec, "success": m2["success"], "metrics": m2,
                 "seconds": s2, "steps": {**base["steps"], "revise": 0}}
 
@@ -297,7 +299,8 @@ def run_job(src: Source, job: Job, ctx: RunContext, prior, encoder, dev) -> list
     search_s = res.phase_seconds.get("search", 0.0)
     loss_tail = res.losses[-10:]
     te = time.time()
-    m = evaluate_field(src, res.field, res.occupancy, a, encoder)
+    frames = _turntable(res.field, res.occupancy, a)
+    m = evaluate_field(src, res.field, res.occupancy, a, encoder, frames)
     eval_s = time.time() - te
     seconds = {"total": secs, "search": search_s, "edit": secs - search_s, "eval": eval_s}
     if snap:
@@ -312,7 +315,7 @@ def run_job(src: Source, job: Job, ctx: RunContext, prior, encoder, dev) -> list
         _save_strip(ctx.thumbs_dir / e.id / f"{job.variant}.png",
                     _turntable(res.field, res.occupancy, a, THUMB_VIEWS, THUMB_RES))
         if a.turntables:
-            _save_frames(ctx.thumbs_dir / e.id / f"{job.variant}.npz", _turntable(res.field, res.occupancy, a))
+            _save_frames(ctx.thumbs_dir / e.id / f"{job.variant}.npz", frames)
     if snap:
         out.insert(0, norevise(eta_rec, search_s))
     return [clean(r) for r in out]
