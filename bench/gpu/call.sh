@@ -36,7 +36,11 @@ if [ -f /tmp/ray_parts/p0 ] && [ -f /tmp/ray_parts/p1 ] && [ -f /tmp/ray_parts/p
 fi
 [ -d /tmp/site/ray ] && export PYTHONPATH=/tmp/site:$PYTHONPATH RAY_USAGE_STATS_ENABLED=0
 echo "ray parts stashed: $(ls /tmp/ray_parts | tr '\n' ' ')"
-pack() { tar -C $W -czf $OUT/partial.tgz . 2>/dev/null && mv $OUT/partial.tgz $OUT/results.tgz; }
+# the source caches (fitted fields, tens of MB) never travel back, and each packer writes its own temporary file: on
+# 2026-12-04 an ablation call's results.tgz came back over the 16 MiB file limit, most likely a periodic pack made
+# while the cache existed landing after the final one (both wrote one partial.tgz)
+pack() { local tmp=$OUT/partial.$BASHPID.tgz
+  tar -C $W --exclude='./*/cache' --exclude='./*/cache_ray' -czf $tmp . 2>/dev/null && mv $tmp $OUT/results.tgz; }
 trap pack EXIT
 ( while sleep 60; do pack; done ) &  # a call killed at its time limit still brings back the last minute's state
 packer=$!
@@ -212,4 +216,4 @@ if [ ${#side_pids[@]} -gt 0 ]; then
   wait "${side_pids[@]}"; echo "side: $(cat $W/side/quality*.jsonl 2>/dev/null | wc -l) records"
   grep -h "finished" $W/side/shard*.log
 fi
-kill $packer 2>/dev/null
+kill $packer 2>/dev/null; wait $packer 2>/dev/null; rm -f $OUT/partial.*.tgz
