@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from pnr.edit.config import EditConfig, with_prior_defaults
 from pnr.edit.eta import choose_eta
-from pnr.edit.guide import Guide, release_graphs, render_train
+from pnr.edit.guide import Guide, release_graphs, render_fixed, render_train
 from pnr.edit.ipg import default_perceptual, identity_loss
 from pnr.edit.methods import Phase, PnR, StepInput, make_method
 from pnr.edit.perturb import perturb
@@ -35,7 +35,6 @@ from pnr.errors import DeviceMemoryError, NumericalError
 from pnr.field.field import Field
 from pnr.render.cameras import random_orbit_views
 from pnr.render.occupancy import OccupancyGrid
-from pnr.render.volume import render
 
 __all__ = ["EditResult", "Guide", "STATE_FILE", "edit", "load_state", "search_eta", "write_record"]
 _render_train = render_train  # old private name, used by bench/edit_speed.py
@@ -133,6 +132,7 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
                                          phase_s, earlier_s + time.time() - t0, task, method.state()))
     bar.close()
     release_graphs(field)
+    release_graphs(guide.source)  # θ_src's identity-term graphs (the next edit may bring another source)
     if out_dir is None or total == 0 or total % cfg.checkpoint_every != 0:
         phase_s["edit+revise"] = phase_s.get("edit+revise", 0.0) + time.time() - tp
     return EditResult(field, occ, eta, trace, losses, earlier_s + time.time() - t0, phase_s,
@@ -178,8 +178,7 @@ def search_eta(source: Field, source_occ: OccupancyGrid | None, guide: Guide, me
 def _identity_term(guide: Guide, cfg: EditConfig, rgb: Tensor, cams, at_psi: bool, w: float, perceptual) -> Tensor:
     """w (λ_L1 L1 + λ_p P) between the renders and θ_src's at ψ (the last camera) or at all the step's views."""
     sl = slice(len(cams) - 1, None) if at_psi else slice(0, len(cams))
-    with torch.no_grad():
-        rgb_src = render(guide.source, cams[sl], guide.source_occ, num_samples=cfg.num_samples)["rgb"]
+    rgb_src = render_fixed(guide.source, guide.source_occ, cams[sl], cfg)  # no grad; graphed on a GPU
     return identity_loss(rgb[sl], rgb_src, w * cfg.lambda_l1, w * cfg.lambda_p, perceptual)[0]
 
 

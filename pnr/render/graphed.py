@@ -106,3 +106,50 @@ class GraphedRenderer:
             fn = self._capture(module, (o.clone(), d.clone(), u.clone()))
             self._graphs[key] = fn
         return fn(o, d, u).view(B, H, W, 3)
+
+
+def render_centres(field, occupancy, num_samples: int, budget: int, origins: Tensor, dirs: Tensor) -> Tensor:
+    """rgb [R, 3] of rays at their bin centres (u = 0.5, no jitter), `budget` samples: what `GraphedFixedRenderer`
+    replays. Equals `volume.render(perturb=False)` but for early ray termination (< 1e-4, tests/render)."""
+    u = torch.full((origins.shape[0], num_samples), 0.5, device=origins.device)
+    return render_rays_static(field, origins, dirs, occupancy, u, budget)["rgb"]
+
+
+class GraphedFixedRenderer:
+    """render(cams) -> rgb [B, H, W, 3] without grad, at the bin centres, replayed from CUDA graphs (one per rays x
+    budget, the budget = the exact occupied-sample count rounded up to a power of two, LRU of `max_graphs`).
+
+    Why: in the revise phase the identity term renders θ_src at the step's cameras every step; through the eager
+    `volume.render` that is ~100 small launches and host syncs, most of what a revise step costs over an edit step
+    (docs/speed.md). The source field and its grid never change during an edit, so nothing needs re-capturing."""
+
+    def __init__(self, field, occupancy, num_samples: int, min_budget: int = 4096, max_graphs: int = 8):
+        from pnr.cuda_graph import GraphCache
+
+        self._cache_cls = GraphCache
+        self.field, self.occupancy, self.num_samples = field, occupancy, num_samples
+        self.min_budget, self.max_graphs = min_budget, max_graphs
+        self._graphs: dict[int, object] = {}  # budget -> GraphCache (keyed there by the rays' shape)
+
+    def budget(self, origins: Tensor, dirs: Tensor) -> int:
+        need = int(occupied_samples(origins, dirs, self.field.cfg.bound, self.occupancy, self.num_samples))
+        b = self.min_budget
+        while b < need:  # bin centres: the count is exact, no jitter margin
+            b *= 2
+        return min(b, origins.shape[0] * self.num_samples)
+
+    @torch.no_grad()
+    def __call__(self, cams: Cameras) -> Tensor:
+        cams = cams.to(self.field.device)
+        o, d = generate_rays(cams)
+        B, H, W = o.shape[:3]
+        o, d = o.reshape(-1, 3).contiguous(), d.reshape(-1, 3).contiguous()
+        b = self.budget(o, d)
+        fn = self._graphs.pop(b, None)  # re-inserted last: the dict's order is the LRU order
+        if fn is None:
+            if len(self._graphs) >= self.max_graphs:
+                self._graphs.pop(next(iter(self._graphs)))
+            field, occ, n = self.field, self.occupancy, self.num_samples
+            fn = self._cache_cls(lambda oo, dd: render_centres(field, occ, n, b, oo, dd), max_graphs=2)
+        self._graphs[b] = fn
+        return fn(o, d).view(B, H, W, 3)

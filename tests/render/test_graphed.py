@@ -52,3 +52,28 @@ def test_graphed_render_matches_eager_and_tracks_parameter_updates():
         opt.step()
         occ.update(field, 0, force=True)  # in place: the captured graphs read the new occupancy
     assert len(r._graphs) >= 1
+
+
+def test_graphed_fixed_render_matches_the_eager_centre_render():
+    """θ_src's identity-term render (pnr.edit.guide.render_fixed on a GPU) replays the bin-centre static render, which
+    equals volume.render(perturb=False) up to early ray termination; a second call at other cameras replays."""
+    import copy
+
+    from pnr.render.graphed import GraphedFixedRenderer, render_centres
+    from pnr.render.volume import render
+    from tests.field.spheres import fitted_spheres
+
+    ds, field_cpu, occ_cpu, _, _ = fitted_spheres()
+    field, occ = copy.deepcopy(field_cpu).cuda(), copy.deepcopy(occ_cpu).to("cuda")
+    S = 32
+    r = GraphedFixedRenderer(field, occ, S)
+    for cams in (ds.cams[:2], ds.cams[2:4], ds.cams[:2]):
+        rgb = r(cams)
+        assert not rgb.requires_grad
+        o, d = generate_rays(cams.to("cuda"))
+        o, d = o.reshape(-1, 3), d.reshape(-1, 3)
+        ref = render_centres(field, occ, S, r.budget(o, d), o, d)
+        torch.testing.assert_close(rgb.reshape(-1, 3), ref, atol=1e-6, rtol=1e-6)
+        with torch.no_grad():
+            eager = render(field, cams, occ, num_samples=S)["rgb"]
+        torch.testing.assert_close(rgb, eager, atol=2e-4, rtol=0)

@@ -49,3 +49,26 @@ def test_a_short_budget_drops_samples_and_says_so():
         short = render_rays_static(field, o, d, occ, u, budget=need // 2)
     assert int(full["dropped"]) == 0 and int(short["dropped"]) == need - need // 2
     assert (short["opacity"] < full["opacity"] - 1e-3).any()  # the dropped samples are missing
+
+
+def test_centre_render_equals_the_eager_render_without_jitter():
+    """render_centres (what GraphedFixedRenderer replays for θ_src's identity views) = volume.render(perturb=False)
+    up to early ray termination, with the exact occupied-sample budget and with a larger one."""
+    from pnr.render.cameras import generate_rays
+    from pnr.render.graphed import render_centres
+    from pnr.render.static import occupied_samples
+    from pnr.render.volume import render
+    from tests.field.spheres import fitted_spheres
+
+    ds, field, occ, _, _ = fitted_spheres()
+    cams, S = ds.cams[:2], 32
+    o, d = generate_rays(cams)
+    o, d = o.reshape(-1, 3), d.reshape(-1, 3)
+    need = int(occupied_samples(o, d, field.cfg.bound, occ, S))
+    assert 0 < need < o.shape[0] * S  # the grid skips samples, so the budget matters
+    with torch.no_grad():
+        eager = render(field, cams, occ, num_samples=S)["rgb"].reshape(-1, 3)
+        for budget in (need, 2 * need):
+            torch.testing.assert_close(render_centres(field, occ, S, budget, o, d), eager, atol=2e-4, rtol=0)
+        short = render_centres(field, occ, S, need // 2, o, d)  # a budget too small drops samples: visibly different
+    assert (short - eager).abs().max() > 1e-2
