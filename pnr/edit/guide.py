@@ -3,6 +3,7 @@ of a view group in the prior's space, and batching of the conditioning."""
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -67,7 +68,17 @@ def render_fixed(field: Field, occ, cams: Cameras, cfg: EditConfig) -> Tensor:
         r = _GRAPHED_FIXED.get(field)
         if r is None or r.occupancy is not occ or r.num_samples != cfg.num_samples:
             r = _GRAPHED_FIXED[field] = graphed.GraphedFixedRenderer(field, occ, cfg.num_samples)
-        return r(cams)
+        if not r.broken:
+            try:
+                return r(cams)
+            except RuntimeError as e:  # a failed capture (seen for the training render under 16 processes): eager
+                r.broken = True
+                try:
+                    torch.cuda.synchronize()
+                except RuntimeError:
+                    pass
+                warnings.warn(f"CUDA-graph capture of the source render failed ({str(e).splitlines()[0] if str(e) else e!r}); "
+                              "it runs eagerly (same result up to early ray termination)", RuntimeWarning)
     with torch.no_grad():
         return render(field, cams, occ, num_samples=cfg.num_samples)["rgb"]
 

@@ -130,6 +130,7 @@ class GraphedFixedRenderer:
         self.field, self.occupancy, self.num_samples = field, occupancy, num_samples
         self.min_budget, self.max_graphs = min_budget, max_graphs
         self._graphs: dict[int, object] = {}  # budget -> GraphCache (keyed there by the rays' shape)
+        self.broken = False  # set by pnr.edit.guide.render_fixed when a capture failed: eager from then on
 
     def budget(self, origins: Tensor, dirs: Tensor) -> int:
         need = int(occupied_samples(origins, dirs, self.field.cfg.bound, self.occupancy, self.num_samples))
