@@ -34,13 +34,13 @@ def default_perceptual() -> Callable[[Tensor, Tensor], Tensor] | None:
 
 
 def identity_loss(rgb: Tensor, rgb_src: Tensor, lambda_l1: float, lambda_p: float,
-                  perceptual: Callable[[Tensor, Tensor], Tensor] | None) -> tuple[Tensor, dict[str, float]]:
+                  perceptual: Callable[[Tensor, Tensor], Tensor] | None) -> tuple[Tensor, dict[str, Tensor]]:
     """rgb, rgb_src: [B, H, W, 3] in [0, 1] (rgb_src without grad) -> (λ_L1 L1 + λ_p P, parts)."""
     l1 = (rgb - rgb_src).abs().mean()
     loss = lambda_l1 * l1
-    parts = {"l1": float(l1.detach())}
+    parts = {"l1": l1.detach()}  # tensors: reading them would make the host wait for the GPU every revise step
     if perceptual is not None and lambda_p > 0:
         p = perceptual(rgb.permute(0, 3, 1, 2), rgb_src.permute(0, 3, 1, 2)).mean()
         loss = loss + lambda_p * p
-        parts["perceptual"] = float(p.detach())
+        parts["perceptual"] = p.detach()
     return loss, parts

@@ -12,6 +12,7 @@ started on a DIR holding one continues from it and ends bit-identical to an unin
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field as dc_field
@@ -23,7 +24,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from pnr.edit.config import EditConfig, with_prior_defaults
-from pnr.edit.eta import choose_eta
+from pnr.edit.eta import eta_from_decrease, loss_decrease
 from pnr.edit.guide import Guide, release_graphs, render_fixed, render_train
 from pnr.edit.ipg import default_perceptual, identity_loss
 from pnr.edit.methods import Phase, PnR, StepInput, make_method
@@ -101,6 +102,7 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
     # ---- 3. the method's phases (PnR: edit, then revise with identity-preserving gradients) ----------------
     bar = tqdm(total=total, initial=start, desc=f"pnr edit [{cfg.method}]", disable=not progress)
     tp = time.time()
+    pending = _LossReader(losses, out_dir, every=1 if on_step is not None else READ_EVERY)
     for step in range(start, total):
         phase, k = _phase_at(phases, step)
         if occ is not None and step >= cfg.occ_warmup:
@@ -115,17 +117,18 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
                 loss = loss + _identity_term(guide, cfg, rgb, cams, psi is not None, w, perceptual)
             if cfg.lambda_sparsity > 0:  # + the opacity penalty (the prior's weight; pnr/edit/sparsity.py)
                 loss = loss + cfg.lambda_sparsity * opacity_penalty(field, g, cfg.num_samples)
-            _check_finite(loss, phase.name, step, out_dir)
-            _apply(opt, loss)
-        losses.append(lv := float(loss.detach()))
+            _apply(opt, loss)  # a non-finite loss is caught when read (below), before any state is saved
         bar.update(1)
-        bar.set_postfix(phase=phase.name, loss=f"{lv:.1f}", eta=f"{eta:.3f}", res=res)
-        if on_step is not None:
-            on_step(phase.name, step, lv)
         done = step + 1
-        if on_phase_end is not None and k == phase.steps - 1:
+        save = out_dir is not None and (done % cfg.checkpoint_every == 0 or done == total)
+        last = on_phase_end is not None and k == phase.steps - 1
+        if pending.add(loss, phase.name, step, force=save or last or done == total):
+            bar.set_postfix(phase=phase.name, loss=f"{losses[-1]:.1f}", eta=f"{eta:.3f}", res=res)
+        if on_step is not None:
+            on_step(phase.name, step, losses[-1])
+        if last:
             on_phase_end(phase.name, field, occ)
-        if out_dir is not None and (done % cfg.checkpoint_every == 0 or done == total):
+        if save:
             phase_s["edit+revise"] = phase_s.get("edit+revise", 0.0) + time.time() - tp
             tp = time.time()
             save_state(out_dir, snapshot(done, eta, trace, losses, field, occ, opt, g, cfg, src, source.cfg.to_dict(),
@@ -154,21 +157,21 @@ def search_eta(source: Field, source_occ: OccupancyGrid | None, guide: Guide, me
     phase = Phase("search", n_edit, method.search_schedule())
     bar = tqdm(total=cfg.search_steps, desc="pnr edit [eta search]", disable=not progress, leave=False)
 
-    def search_step(i: int) -> float:
+    trace: list[float] = []
+    pending = _LossReader(trace, None, every=1 if on_step is not None else READ_EVERY)
+    for i in range(cfg.search_steps):
         res = render_resolution(i, n_edit, cfg.res_low, cfg.res_high, cfg.milestone)
         with _memory_advice(cfg, "eta search", i, res, guide, None):
             loss = method.loss(StepInput(probe, probe_occ, guide, cfg, phase, i, res, gs)).loss
-            _check_finite(loss, "eta search", i, None)
             _apply(probe_opt, loss)
-        lv = float(loss.detach())
         bar.update(1)
-        bar.set_postfix(loss=f"{lv:.1f}")
+        if pending.add(loss, "eta search", i, force=i == cfg.search_steps - 1):
+            bar.set_postfix(loss=f"{trace[-1]:.1f}")
         if on_step is not None:
-            on_step("search", i, lv)
-        return lv
+            on_step("search", i, trace[-1])
 
     k = max(1, min(10, cfg.search_steps // 5))  # Alg. 2: first/last 10 of 50
-    eta, trace = choose_eta(search_step, cfg.search_steps, cfg.delta_min, cfg.eta_max, k=k)
+    eta = eta_from_decrease(loss_decrease(trace, k), cfg.delta_min, cfg.eta_max)  # Alg. 2, DetermineEta
     bar.close()
     release_graphs(probe)
     return eta, trace, probe_opt.state_dict()
@@ -239,11 +242,37 @@ def _memory_advice(cfg: EditConfig, phase: str, step: int, res: int, guide: Guid
             f"({str(e).splitlines()[0] if str(e) else 'CUDA out of memory'})") from e
 
 
-def _check_finite(loss: Tensor, phase: str, step: int, out_dir: Path | None) -> None:
-    if not torch.isfinite(loss):
-        kept = f"the last good state is kept in {out_dir / STATE_FILE}" if out_dir else "no state was saved"
-        raise NumericalError(f"the {phase} loss became {float(loss.detach())} at step {step}; stopped ({kept}). "
-                             f"Try a lower --guidance-scale or learning rate, or another --seed")
+READ_EVERY = 32  # steps between reads of the losses (each read waits for the GPU; see _LossReader)
+
+
+class _LossReader:
+    """Collects the steps' losses on the device and reads them to `into` (floats) every `every` steps, when forced
+    (before a checkpoint, at a phase's end, at the last step) — checking each for NaN/inf in step order.
+
+    Why: reading a loss (`float`, `isfinite`) makes the host wait for the GPU, so a per-step read keeps the host
+    from queueing step i+1 while step i runs (docs/speed.md). The values and the error are the same as a per-step
+    read: the first non-finite loss raises NumericalError naming its step, and since every checkpoint forces a read
+    first, no non-finite state is ever saved (the steps run after a NaN until the read are thrown away)."""
+
+    def __init__(self, into: list[float], out_dir: Path | None, every: int):
+        self.into, self.out_dir, self.every = into, out_dir, max(1, every)
+        self._pending: list[tuple[Tensor, str, int]] = []
+
+    def add(self, loss: Tensor, phase: str, step: int, force: bool = False) -> bool:
+        """Queues this step's loss; returns whether the queue was read (so `into[-1]` is this step's loss)."""
+        self._pending.append((loss.detach(), phase, step))
+        if not force and len(self._pending) < self.every:
+            return False
+        vals = torch.stack([t.float().reshape(()) for t, _, _ in self._pending]).tolist()  # one device-to-host read
+        for v, (_, ph, st) in zip(vals, self._pending):
+            if not math.isfinite(v):
+                kept = f"the last good state is kept in {self.out_dir / STATE_FILE}" if self.out_dir \
+                    else "no state was saved"
+                raise NumericalError(f"the {ph} loss became {v} at step {st}; stopped ({kept}). "
+                                     f"Try a lower --guidance-scale or learning rate, or another --seed")
+        self.into.extend(vals)
+        self._pending.clear()
+        return True
 
 
 def _apply(opt: torch.optim.Optimizer, loss: Tensor) -> None:
