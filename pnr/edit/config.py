@@ -21,7 +21,7 @@ METHODS = ("pnr", "sds", "pds", "idu", "regen")
 DELTA_MIN_PAPER = 1000.0  # App. C, MVDream-threestudio loss units
 # Settings that change how a run executes or what it writes at the end, not what it optimises: a partial run
 # resumes under new values of these (e.g. one started before render_graphs became the CUDA default).
-RESUME_MAY_CHANGE = ("render_graphs", "low_memory", "checkpoint_every", "turntable_frames", "turntable_res")
+RESUME_MAY_CHANGE = ("render_graphs", "lazy_budget", "low_memory", "checkpoint_every", "turntable_frames", "turntable_res")
 
 
 @dataclass
@@ -51,6 +51,10 @@ class EditConfig:
         "render (no early ray termination, fixed sample budget), but on 72 test edits it differs from the "
         "committed benchmark no more than a plain eager rerun does (docs/speed.md, "
         "bench/results/render_graphs_check_2026-11-30/).")
+    lazy_budget: bool = setting(False,
+        "with render_graphs: choose the render's sample budget from the counts of earlier steps, read every 16 "
+        "renders, instead of reading this step's count (a host sync before every render); a step whose samples "
+        "overflow it is counted and the budget doubled. Experimental: not yet measured on a GPU (docs/speed.md)")
     low_memory: bool = setting(False,
         "render in chunks of rays whose activations are recomputed in the backward, and the same for the prior's "
         "image encoder (activation checkpointing: less GPU memory for the large priors' 256² renders, about one more "

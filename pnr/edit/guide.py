@@ -51,8 +51,8 @@ def render_train(field: Field, occ, cams: Cameras, cfg: EditConfig, g: torch.Gen
         return render_low_memory(field, cams, occ, cfg.num_samples, g)
     if field.device.type == "cuda" and (cfg.render_graphs or graphed.enabled()):
         r = _GRAPHED.get(field)
-        if r is None or r.occupancy is not occ:
-            r = _GRAPHED[field] = graphed.GraphedRenderer(field, occ, cfg.num_samples)
+        if r is None or r.occupancy is not occ or r.lazy != cfg.lazy_budget:
+            r = _GRAPHED[field] = graphed.GraphedRenderer(field, occ, cfg.num_samples, lazy=cfg.lazy_budget)
         return r(cams, g)
     return render(field, cams, occ, num_samples=cfg.num_samples, perturb=True, generator=g)["rgb"]
 
@@ -66,8 +66,8 @@ def render_fixed(field: Field, occ, cams: Cameras, cfg: EditConfig) -> Tensor:
     if field.device.type == "cuda" and (cfg.render_graphs or graphed.enabled()) and not cfg.low_memory \
             and getattr(field.cfg, "contraction", "none") == "none":
         r = _GRAPHED_FIXED.get(field)
-        if r is None or r.occupancy is not occ or r.num_samples != cfg.num_samples:
-            r = _GRAPHED_FIXED[field] = graphed.GraphedFixedRenderer(field, occ, cfg.num_samples)
+        if r is None or r.occupancy is not occ or r.num_samples != cfg.num_samples or r.lazy != cfg.lazy_budget:
+            r = _GRAPHED_FIXED[field] = graphed.GraphedFixedRenderer(field, occ, cfg.num_samples, lazy=cfg.lazy_budget)
         if not r.broken:
             try:
                 return r(cams)

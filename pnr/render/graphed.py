@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from pnr import rng
 from pnr.render.cameras import Cameras, generate_rays
-from pnr.render.static import occupied_samples, render_rays_static
+from pnr.render.static import occupied_samples, render_rays_static, sample_mask, sample_points
 from pnr.env import env_flag
 
 
@@ -45,11 +45,13 @@ class _Render(nn.Module):
 class GraphedRenderer:
     """render(cams, generator) -> rgb [B, H, W, 3] (differentiable w.r.t. the field), jittered samples."""
 
-    def __init__(self, field, occupancy, num_samples: int, min_budget: int = 4096, max_graphs: int = 16):
+    def __init__(self, field, occupancy, num_samples: int, min_budget: int = 4096, max_graphs: int = 16,
+                 lazy: bool = False, refresh_every: int = 16):
         self.field, self.occupancy, self.num_samples = field, occupancy, num_samples
         self.min_budget, self.max_graphs = min_budget, max_graphs
         self._graphs: dict[tuple[int, int], nn.Module] = {}
         self.eager_fallbacks = 0  # render shapes whose capture failed twice and run eagerly (`_capture`)
+        self.lazy, self.budgets = lazy, LazyBudget(self._round, refresh_every) if lazy else None
         # make_graphed_callables warms up on a side stream, so the parameters' AccumulateGrad nodes (made on the
         # default stream) draw a stream-mismatch warning on backward; replay values and grads are checked
         # against eager in tests/render/test_graphed.py (passed on an H200), so it is noise for our users.
@@ -82,10 +84,13 @@ class GraphedRenderer:
     def budget(self, origins: Tensor, dirs: Tensor) -> int:
         """Occupied samples at bin centres + 25 % for jitter, rounded up to a power of two (few graphs)."""
         need = int(occupied_samples(origins, dirs, self.field.cfg.bound, self.occupancy, self.num_samples))
+        return self._round(need * 1.25, origins.shape[0])
+
+    def _round(self, need: float, rays: int) -> int:
         b = self.min_budget
-        while b < need * 1.25:
+        while b < need:
             b *= 2
-        return min(b, origins.shape[0] * self.num_samples)
+        return min(b, rays * self.num_samples)
 
     def __call__(self, cams: Cameras, generator: torch.Generator | None) -> Tensor:
         if getattr(self.field.cfg, "contraction", "none") != "none":  # no static unbounded sampler: eager render
@@ -97,7 +102,11 @@ class GraphedRenderer:
         B, H, W = o.shape[:3]
         o, d = o.reshape(-1, 3).contiguous(), d.reshape(-1, 3).contiguous()
         u = rng.rand((o.shape[0], self.num_samples), generator, o.device)
-        key = (o.shape[0], self.budget(o, d))
+        if self.budgets is not None:  # lazy: this step's exact count goes on the device, read 1 in refresh_every
+            _, pts, _, hit = sample_points(o, d, self.field.cfg.bound, u)
+            key = (o.shape[0], self.budgets(o.shape[0], sample_mask(pts, hit, self.occupancy, self.num_samples).sum()))
+        else:
+            key = (o.shape[0], self.budget(o, d))
         fn = self._graphs.get(key)
         if fn is None:
             if len(self._graphs) >= self.max_graphs:
@@ -106,6 +115,53 @@ class GraphedRenderer:
             fn = self._capture(module, (o.clone(), d.clone(), u.clone()))
             self._graphs[key] = fn
         return fn(o, d, u).view(B, H, W, 3)
+
+
+class LazyBudget:
+    """The render's sample budget per ray count without reading each step's count (`EditConfig.lazy_budget`).
+
+    budget(rays, need) takes this step's exact occupied-sample count as a 0-dim device tensor and returns the budget
+    to render with, an int known on the host: on the first call for a ray count the count is read (one sync) and
+    rounded up with a 25 % margin; later calls only fold `need` into a device-side maximum and overflow sum, which
+    are read every `refresh_every` calls: the budget is then re-derived from the largest count seen (so it follows a
+    shrinking occupancy grid down) and doubled after an overflow. A render whose budget was at least its count equals
+    the per-step policy's (the static render keeps every occupied sample either way); `dropped` counts the samples
+    of the renders that were short, so a run can say whether that held. Device-agnostic (tested on the CPU)."""
+
+    def __init__(self, round_fn, refresh_every: int = 16, margin: float = 1.25):
+        self.round, self.refresh_every, self.margin = round_fn, max(1, refresh_every), margin
+        self.current: dict[int, int] = {}
+        self._max: dict[int, Tensor] = {}
+        self._over: Tensor | None = None
+        self._calls = 0
+        self.dropped = 0  # occupied samples left out, summed over the renders read so far
+        self.short_refreshes = 0  # refreshes that found an overflow
+
+    def __call__(self, rays: int, need: Tensor) -> int:
+        if rays not in self.current:
+            self.current[rays] = self.round(int(need) * self.margin, rays)
+        b = self.current[rays]
+        over = (need - b).clamp(min=0)
+        self._over = over if self._over is None else self._over + over
+        self._max[rays] = need if rays not in self._max else torch.maximum(self._max[rays], need)
+        self._calls += 1
+        if self._calls % self.refresh_every == 0:
+            self.refresh()
+        return b
+
+    def refresh(self) -> None:
+        """Reads the overflow and the largest counts (one sync) and sets the next budgets from them."""
+        if self._over is None:
+            return
+        keys = list(self._max)
+        vals = torch.stack([self._over.reshape(()).to(torch.int64)] + [self._max[k].reshape(()).to(torch.int64)
+                                                                       for k in keys]).tolist()
+        over, maxes = vals[0], vals[1:]
+        self.dropped += over
+        self.short_refreshes += over > 0
+        for k, m in zip(keys, maxes):
+            self.current[k] = self.round(m * self.margin * (2 if over > 0 else 1), k)
+        self._over, self._max = None, {}
 
 
 def render_centres(field, occupancy, num_samples: int, budget: int, origins: Tensor, dirs: Tensor) -> Tensor:
@@ -123,7 +179,8 @@ class GraphedFixedRenderer:
     `volume.render` that is ~100 small launches and host syncs, most of what a revise step costs over an edit step
     (docs/speed.md). The source field and its grid never change during an edit, so nothing needs re-capturing."""
 
-    def __init__(self, field, occupancy, num_samples: int, min_budget: int = 4096, max_graphs: int = 8):
+    def __init__(self, field, occupancy, num_samples: int, min_budget: int = 4096, max_graphs: int = 8,
+                 lazy: bool = False):
         from pnr.cuda_graph import GraphCache
 
         self._cache_cls = GraphCache
@@ -131,13 +188,19 @@ class GraphedFixedRenderer:
         self.min_budget, self.max_graphs = min_budget, max_graphs
         self._graphs: dict[int, object] = {}  # budget -> GraphCache (keyed there by the rays' shape)
         self.broken = False  # set by pnr.edit.guide.render_fixed when a capture failed: eager from then on
+        self.lazy, self.budgets = lazy, LazyBudget(self._round) if lazy else None
+
+    def _round(self, need: float, rays: int) -> int:
+        b = self.min_budget
+        while b < need:
+            b *= 2
+        return min(b, rays * self.num_samples)
 
     def budget(self, origins: Tensor, dirs: Tensor) -> int:
-        need = int(occupied_samples(origins, dirs, self.field.cfg.bound, self.occupancy, self.num_samples))
-        b = self.min_budget
-        while b < need:  # bin centres: the count is exact, no jitter margin
-            b *= 2
-        return min(b, origins.shape[0] * self.num_samples)
+        need = occupied_samples(origins, dirs, self.field.cfg.bound, self.occupancy, self.num_samples)
+        if self.budgets is not None:
+            return self.budgets(origins.shape[0], need)
+        return self._round(int(need), origins.shape[0])  # bin centres: the count is exact, no jitter margin
 
     @torch.no_grad()
     def __call__(self, cams: Cameras) -> Tensor:

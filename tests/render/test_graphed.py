@@ -77,3 +77,29 @@ def test_graphed_fixed_render_matches_the_eager_centre_render():
         with torch.no_grad():
             eager = render(field, cams, occ, num_samples=S)["rgb"]
         torch.testing.assert_close(rgb, eager, atol=2e-4, rtol=0)
+
+
+def test_lazy_budget_render_equals_the_per_step_budget_render():
+    """EditConfig.lazy_budget: the budget comes from earlier steps' counts; with no overflow the values and field
+    gradients equal the per-step budget's (both keep every occupied sample)."""
+    import copy
+
+    from pnr.render.graphed import GraphedRenderer
+    from tests.field.spheres import fitted_spheres
+
+    ds, field_cpu, occ_cpu, _, _ = fitted_spheres()
+    field, occ = copy.deepcopy(field_cpu).cuda(), copy.deepcopy(occ_cpu).to("cuda")
+    S = 32
+    step, lazy = GraphedRenderer(field, occ, S), GraphedRenderer(field, occ, S, lazy=True, refresh_every=2)
+    for it, cams in enumerate((ds.cams[:2], ds.cams[2:4], ds.cams[4:6], ds.cams[:2], ds.cams[2:4])):
+        out = []
+        for r in (step, lazy):
+            field.zero_grad(set_to_none=True)
+            rgb = r(cams, torch.Generator().manual_seed(it))
+            rgb.square().mean().backward()
+            out.append((rgb.detach().clone(), _grads(field)))
+        torch.testing.assert_close(out[1][0], out[0][0], atol=1e-5, rtol=1e-5)
+        for k in out[0][1]:
+            torch.testing.assert_close(out[1][1][k], out[0][1][k], atol=1e-5, rtol=1e-4)
+    lazy.budgets.refresh()
+    assert lazy.budgets.dropped == 0
