@@ -83,7 +83,11 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
         ts = time.time()
         eta, trace, adam = method.initial_eta(), [], None
         if eta is None:
-            eta, trace, adam = search_eta(source, source_occ, guide, method, progress, on_step)
+            field.load_params_dict(src)  # the search runs on the field the edit will use (its own optimiser), so
+            eta, trace, adam = search_eta(source, source_occ, guide, method, progress, on_step,  # its CUDA graphs
+                                          probe=field, probe_occ=occ)  # carry over: parameters change in place
+            if occ is not None:
+                occ.load_state_dict(source_occ.state_dict())  # (in place: the graphs read `occupied`)
             adam = adam if cfg.carry_adam else None
         phase_s, earlier_s = {"search": time.time() - ts}, 0.0
         if search_only:
@@ -143,14 +147,19 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
 
 
 def search_eta(source: Field, source_occ: OccupancyGrid | None, guide: Guide, method: PnR, progress: bool = True,
-               on_step: Callable[[str, int, float], None] | None = None) -> tuple[float, list[float], dict]:
+               on_step: Callable[[str, int, float], None] | None = None, probe: Field | None = None,
+               probe_occ: OccupancyGrid | None = None) -> tuple[float, list[float], dict]:
     """Alg. 2: cfg.search_steps SDS steps with c_edit from θ_src on a throw-away copy -> (η, loss trace, the
-    copy's Adam state)."""
+    copy's Adam state). `probe` (+ `probe_occ`): a field holding θ_src to run them on (edit() passes the field it
+    goes on to overwrite with the perturbed parameters, so the render graphs captured here serve the edit too);
+    None = a fresh copy, whose graphs are released at the end."""
     cfg = method.cfg
     assert cfg.delta_min is not None, "edit() fills Δ_min from the prior (with_prior_defaults)"
-    probe = Field(source.cfg, device=source.device)
-    probe.load_params_dict(source.params_dict())
-    probe_occ = _copy_occ(source_occ, source.device)
+    own = probe is None
+    if own:
+        probe = Field(source.cfg, device=source.device)
+        probe.load_params_dict(source.params_dict())
+        probe_occ = _copy_occ(source_occ, source.device)
     probe_opt = _optimizer(probe, cfg)
     gs = torch.Generator().manual_seed(cfg.seed + 7)
     n_edit = method.phases()[0].steps
@@ -173,7 +182,8 @@ def search_eta(source: Field, source_occ: OccupancyGrid | None, guide: Guide, me
     k = max(1, min(10, cfg.search_steps // 5))  # Alg. 2: first/last 10 of 50
     eta = eta_from_decrease(loss_decrease(trace, k), cfg.delta_min, cfg.eta_max)  # Alg. 2, DetermineEta
     bar.close()
-    release_graphs(probe)
+    if own:
+        release_graphs(probe)
     return eta, trace, probe_opt.state_dict()
 
 
