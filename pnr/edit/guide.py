@@ -83,6 +83,18 @@ def render_fixed(field: Field, occ, cams: Cameras, cfg: EditConfig) -> Tensor:
         return render(field, cams, occ, num_samples=cfg.num_samples)["rgb"]
 
 
+def render_counters(field: Field) -> dict:
+    """What the graphed render of `field` counted (for edit.json): {} when it did not run (CPU, eager)."""
+    r = _GRAPHED.get(field)
+    if r is None:
+        return {}
+    out = {"graphs": len(r._graphs), "eager_fallbacks": r.eager_fallbacks}
+    if r.budgets is not None:  # --lazy-budget: whether every render kept all its samples (0 = as the per-step one)
+        r.budgets.refresh()
+        out.update(lazy_dropped_samples=r.budgets.dropped, lazy_short_refreshes=r.budgets.short_refreshes)
+    return out
+
+
 def release_graphs(field: Field) -> None:
     """Drop the CUDA graphs captured for `field`: the renderer holds the field, so the weak key alone never frees
     them, and a process running many edits (the benchmark) would keep one private memory pool per edit."""

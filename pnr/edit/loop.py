@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from pnr.edit.config import EditConfig, with_prior_defaults
 from pnr.edit.eta import eta_from_decrease, loss_decrease
-from pnr.edit.guide import Guide, release_graphs, render_fixed, render_train
+from pnr.edit.guide import Guide, release_graphs, render_counters, render_fixed, render_train
 from pnr.edit.ipg import default_perceptual, identity_loss
 from pnr.edit.methods import Phase, PnR, StepInput, make_method
 from pnr.edit.perturb import perturb
@@ -51,6 +51,7 @@ class EditResult:
     seconds: float
     phase_seconds: dict[str, float] = dc_field(default_factory=dict)
     resumed_from: int = 0  # the step a partial run was continued from (0: started fresh)
+    render: dict = dc_field(default_factory=dict)  # the CUDA-graph render's counters (graphed runs only)
 
 
 def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: EditConfig,
@@ -138,12 +139,13 @@ def edit(source: Field, source_occ: OccupancyGrid | None, guide: Guide, cfg: Edi
             save_state(out_dir, snapshot(done, eta, trace, losses, field, occ, opt, g, cfg, src, source.cfg.to_dict(),
                                          phase_s, earlier_s + time.time() - t0, task, method.state()))
     bar.close()
+    render_stats = render_counters(field)
     release_graphs(field)
     release_graphs(guide.source)  # θ_src's identity-term graphs (the next edit may bring another source)
     if out_dir is None or total == 0 or total % cfg.checkpoint_every != 0:
         phase_s["edit+revise"] = phase_s.get("edit+revise", 0.0) + time.time() - tp
     return EditResult(field, occ, eta, trace, losses, earlier_s + time.time() - t0, phase_s,
-                      resumed_from=start if st is not None else 0)
+                      resumed_from=start if st is not None else 0, render=render_stats)
 
 
 def search_eta(source: Field, source_occ: OccupancyGrid | None, guide: Guide, method: PnR, progress: bool = True,

@@ -106,6 +106,8 @@ def edit_to_dir(source: Field, source_occ: OccupancyGrid | None, prior, edit_pro
         "device": str(source.device), "torch": torch.__version__, "machine": platform.machine(),
         "field_config": source.cfg.to_dict(), "outputs": outputs, "finished": True, **(extra_record or {}),
     }
+    if res.render:
+        record["render"] = res.render
     if started_at is not None:
         record["wall_seconds_incl_loading"] = time.time() - started_at
     write_record(out_dir / "edit.json", record)

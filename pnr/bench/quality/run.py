@@ -310,6 +310,8 @@ def run_job(src: Source, job: Job, ctx: RunContext, prior, encoder, dev) -> list
            "success": m["success"], "metrics": m, "seconds": seconds}
     if "identity_grad" in snap:
         rec["identity_grad"] = snap["identity_grad"]
+    if res.render:  # the CUDA-graph render's counters (graphs, eager fallbacks, --lazy-budget overflow)
+        rec["render"] = res.render
     out = [rec]
     if thumbs:
         _save_strip(ctx.thumbs_dir / e.id / f"{job.variant}.png",
