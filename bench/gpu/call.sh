@@ -8,6 +8,8 @@
 #                                             # edits (pnr, seed 0), each against the committed results, then quality
 #   LAMBDAS="300,30000 30,3000" bash bench/gpu/call.sh lambda MIN  # dev-split pilot of the identity weights
 #   bash bench/gpu/call.sh peer MIN            # bench/peer_fit.py: pnr fit vs nerfacc's recipe (carry .whl, see below)
+#   bash bench/gpu/call.sh syncs+lazyspeed MIN # host syncs of a quick edit (bench/gpu/count_syncs.py), then the paper
+#                                             # edit with and without --lazy-budget, both evaluated (~3 min)
 #   RT_BACKEND=ray|processes runs the retest on one pool of N workers instead of N shards;
 #   RT_EXTRA="--preset paper --types pose,object,shape --limit 21" adds arguments to every retest shard
 #   ABL_FILE=bench/ablations/issue19_round1.json bash bench/gpu/call.sh ablation MIN [N]  # dev-split ablation:
@@ -88,6 +90,26 @@ if [[ $mode == *speed* ]]; then
   timeout 120 python3 -m pnr.cli eval $W/paper $W/paper_eager --device cuda --json $W/paper_eval.json \
     > $W/paper_eval.txt 2>&1; tail -6 $W/paper_eval.txt
   rm -rf $W/paper*/checkpoint $W/paper*/*.pt $W/paper*/*.npz 2>/dev/null
+fi
+
+if [[ $mode == *syncs* ]]; then  # host syncs of a quick GPU edit, per source line, per-step budget vs --lazy-budget
+  for v in step lazy; do
+    flag=""; [ $v = lazy ] && flag=--lazy-budget
+    timeout 150 python3 bench/gpu/count_syncs.py pnr/assets/sample/red_mug "in blue" --preset quick --device cuda \
+      --out $W/sync_$v --quiet $flag > $W/syncs_$v.txt 2>&1; tail -12 $W/syncs_$v.txt
+    rm -rf $W/sync_$v/checkpoint
+  done
+fi
+
+if [[ $mode == *lazyspeed* ]]; then  # the paper edit with --lazy-budget beside the default, both evaluated
+  for v in default lazy; do
+    flag=""; [ $v = lazy ] && flag=--lazy-budget
+    ( time timeout 200 python3 -m pnr.cli edit pnr/assets/sample/red_mug "in blue" --preset paper --device cuda \
+      --out $W/paper_$v $flag ) > $W/paper_edit_$v.txt 2>&1; tail -4 $W/paper_edit_$v.txt
+  done
+  timeout 120 python3 -m pnr.cli eval $W/paper_default $W/paper_lazy --device cuda --json $W/paper_lazy_eval.json \
+    > $W/paper_lazy_eval.txt 2>&1; tail -6 $W/paper_lazy_eval.txt
+  rm -rf $W/paper_*/checkpoint
 fi
 
 if [[ $mode == *peer* ]]; then  # bench/peer_fit.py: `pnr fit` beside nerfacc's instant-ngp recipe (issue 21 item 3)
