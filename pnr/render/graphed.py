@@ -103,6 +103,7 @@ class GraphedRenderer:
         o, d = o.reshape(-1, 3).contiguous(), d.reshape(-1, 3).contiguous()
         u = rng.rand((o.shape[0], self.num_samples), generator, o.device)
         if self.budgets is not None:  # lazy: this step's exact count goes on the device, read 1 in refresh_every
+            self.budgets.follow(getattr(self.occupancy, "version", 0))  # a changed grid: the count is read again
             _, pts, _, hit = sample_points(o, d, self.field.cfg.bound, u)
             key = (o.shape[0], self.budgets(o.shape[0], sample_mask(pts, hit, self.occupancy, self.num_samples).sum()))
         else:
@@ -121,7 +122,8 @@ class LazyBudget:
     """The render's sample budget per ray count without reading each step's count (`EditConfig.lazy_budget`).
 
     budget(rays, need) takes this step's exact occupied-sample count as a 0-dim device tensor and returns the budget
-    to render with, an int known on the host: on the first call for a ray count the count is read (one sync) and
+    to render with, an int known on the host: on the first call for a ray count, and the first after the grid
+    changed (`follow`), the count is read (one sync) and
     rounded up with a 25 % margin; later calls only fold `need` into a device-side maximum and overflow sum, which
     are read every `refresh_every` calls: the budget is then re-derived from the largest count seen (so it follows a
     shrinking occupancy grid down) and doubled after an overflow. A render whose budget was at least its count equals
@@ -130,6 +132,7 @@ class LazyBudget:
 
     def __init__(self, round_fn, refresh_every: int = 16, margin: float = 1.25):
         self.round, self.refresh_every, self.margin = round_fn, max(1, refresh_every), margin
+        self.version = None  # of the occupancy grid the budgets were derived under
         self.current: dict[int, int] = {}
         self._max: dict[int, Tensor] = {}
         self._over: Tensor | None = None
@@ -148,6 +151,15 @@ class LazyBudget:
         if self._calls % self.refresh_every == 0:
             self.refresh()
         return b
+
+    def follow(self, version) -> None:
+        """A new occupancy grid state (an update every 16 steps, `mark_all` after a perturbation) can change the counts
+        at once: settle the overflow so far and read the next call's count again (one sync per grid update, which
+        itself syncs)."""
+        if version != self.version:
+            self.refresh()
+            self.current.clear()
+            self.version = version
 
     def refresh(self) -> None:
         """Reads the overflow and the largest counts (one sync) and sets the next budgets from them."""
@@ -199,6 +211,7 @@ class GraphedFixedRenderer:
     def budget(self, origins: Tensor, dirs: Tensor) -> int:
         need = occupied_samples(origins, dirs, self.field.cfg.bound, self.occupancy, self.num_samples)
         if self.budgets is not None:
+            self.budgets.follow(getattr(self.occupancy, "version", 0))
             return self.budgets(origins.shape[0], need)
         return self._round(int(need), origins.shape[0])  # bin centres: the count is exact, no jitter margin
 

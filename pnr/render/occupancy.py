@@ -32,6 +32,7 @@ class OccupancyGrid:
         self.bound = float(bound)
         self.density = torch.full((resolution**3,), -1.0, device=device)  # -1: not evaluated yet
         self.occupied = torch.ones(resolution**3, dtype=torch.bool, device=device)
+        self.version = 0  # counts changes of `occupied` (a render that sizes itself on it knows when to look again)
 
     @property
     def resolution(self) -> int:
@@ -49,6 +50,7 @@ class OccupancyGrid:
         """Forget what is known: every cell occupied until re-evaluated (e.g. after a perturbation)."""
         self.density.fill_(-1.0)
         self.occupied.fill_(True)
+        self.version += 1
 
     def _cell_points(self, cells: Tensor, generator: torch.Generator | None) -> Tensor:
         r = self.resolution
@@ -95,6 +97,7 @@ class OccupancyGrid:
             self.occupied.copy_(occupied)  # in place: captured CUDA graphs (pnr/render/graphed.py) read this buffer
         else:
             self.occupied = occupied
+        self.version += 1
 
     def query(self, x: Tensor) -> Tensor:
         """Occupied? bool [N] for world points x: [N, 3] (False outside the box)."""

@@ -42,3 +42,23 @@ def test_the_budget_follows_a_shrinking_grid_down_and_ray_counts_are_separate():
     lb(4000, _t(200)), lb(4000, _t(200))  # the grid has pruned the empty space
     assert lb.current[4000] < high and lb.current[4000] >= 200 * 1.25
     assert lb(1000, _t(50)) == 64 and lb.current[4000] >= 250  # another resolution: its own budget
+
+
+def test_a_changed_grid_makes_the_next_call_read_its_count_again():
+    """After `mark_all` (a perturbation) every cell is occupied: the budget must cover that at once, not after an
+    overflow; `follow` sees the grid's version change, settles the overflow so far and re-reads."""
+    from pnr.render.occupancy import OccupancyGrid
+
+    occ = OccupancyGrid(8)
+    lb = LazyBudget(_pow2, refresh_every=100)
+    lb.follow(occ.version)
+    assert lb(1000, _t(100)) == 128
+    lb(1000, _t(200))  # short by 72, not read yet
+    v = occ.version
+    occ.mark_all()
+    assert occ.version != v
+    lb.follow(occ.version)
+    assert lb.dropped == 72  # settled at the change
+    assert lb(1000, _t(3000)) >= 3000  # read again: covers the full box at once
+    lb.follow(occ.version)  # same version: nothing re-read
+    assert lb(1000, _t(3000)) == lb.current[1000]
