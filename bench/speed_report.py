@@ -2,6 +2,7 @@
 
     python bench/speed_report.py [--only cpu_quick_edit_s,paper_edit_s,...] [--merge] [--readme]
                                  [--peer PEER.json] [--out bench/results/speed.json]
+    python bench/speed_report.py --merge-from GPU_SPEED.json [--readme]   # figures measured elsewhere, into --out
 
 Figures (each measured in this run, in a subprocess, never copied from elsewhere):
   cpu_quick_edit_s     `pnr edit pnr/assets/sample/red_mug "in blue" --preset quick --device cpu`: the edit time the
@@ -372,10 +373,20 @@ def main(argv=None) -> int:
     ap.add_argument("--readme-only", action="store_true", help="measure nothing; only rewrite the README block")
     ap.add_argument("--peer", default=None, help="a bench/peer_fit.py result (JSON) for peer_fit_ratio, instead of "
                     "running it")
+    ap.add_argument("--merge-from", default=None, metavar="FILE",
+                    help="measure nothing; take the figures FILE measured (a speed.json written by this script "
+                    "elsewhere, e.g. on the GPU machine) into --out, each with its own device and date")
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     a = ap.parse_args(argv)
     out = Path(a.out)
-    if not a.readme_only:
+    if a.merge_from:
+        if not Path(a.merge_from).is_file():
+            ap.error(f"--merge-from {a.merge_from}: no such file")
+        other = load_json(Path(a.merge_from))
+        taken = [k for k in FIGURES if measured(other.get(k))]
+        write_json(out, merge(load_json(out), {k: other[k] for k in taken}, set(taken)))
+        print(f"took {', '.join(taken) or 'nothing'} from {a.merge_from} into {out}")
+    elif not a.readme_only:
         want = [w.strip() for w in a.only.split(",") if w.strip()] or list(FIGURES)
         bad = [w for w in want if w not in FIGURES]
         if bad:

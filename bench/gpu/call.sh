@@ -8,6 +8,8 @@
 #                                             # edits (pnr, seed 0), each against the committed results, then quality
 #   LAMBDAS="300,30000 30,3000" bash bench/gpu/call.sh lambda MIN  # dev-split pilot of the identity weights
 #   bash bench/gpu/call.sh peer MIN            # bench/peer_fit.py: pnr fit vs nerfacc's recipe (carry .whl, see below)
+#   bash bench/gpu/call.sh report MIN          # speed.json's GPU figures alone (bench/speed_report.py), then here
+#                                             # `python bench/speed_report.py --merge-from /tmp/r/speed_gpu.json --readme`
 #   bash bench/gpu/call.sh syncs+lazyspeed MIN # host syncs of a quick edit (bench/gpu/count_syncs.py), then the paper
 #                                             # edit with and without --lazy-budget, both evaluated (~3 min)
 #   RT_BACKEND=ray|processes runs the retest on one pool of N workers instead of N shards;
@@ -90,6 +92,13 @@ if [[ $mode == *speed* ]]; then
   timeout 120 python3 -m pnr.cli eval $W/paper $W/paper_eager --device cuda --json $W/paper_eval.json \
     > $W/paper_eval.txt 2>&1; tail -6 $W/paper_eval.txt
   rm -rf $W/paper*/checkpoint $W/paper*/*.pt $W/paper*/*.npz 2>/dev/null
+fi
+
+if [[ $mode == *report* ]]; then  # speed.json's GPU figures, measured alone: paper edit + its memory, MVDream (~4 min)
+  timeout ${REPORT_TIMEOUT:-420} python3 bench/speed_report.py \
+    --only paper_edit_s,peak_mem_gb_builtin,mvdream_edit_min,peak_mem_gb_mvdream --out $W/speed_gpu.json \
+    > $W/speed_report.txt 2>&1; tail -8 $W/speed_report.txt
+  # here: python bench/speed_report.py --merge-from /tmp/r/speed_gpu.json --readme
 fi
 
 if [[ $mode == *syncs* ]]; then  # host syncs of a quick GPU edit, per source line, per-step budget vs --lazy-budget

@@ -149,3 +149,19 @@ def test_peer_figure_is_the_time_ratio_from_a_peer_fit_result(sr, tmp_path):
     r = sr.measure_peer(ctx, str(f))["peer_fit_ratio"]  # measured elsewhere: keeps that machine and date
     assert r["value"] == 2.0 and r["device"] == "NVIDIA H200" and r["date"].startswith("2026-12-04")
     assert sr.measure_peer(ctx, None)["peer_fit_ratio"]["why"] == "needs CUDA (nerfacc)"
+
+
+def test_merge_from_takes_only_the_figures_the_other_file_measured(sr, tmp_path):
+    """--merge-from: a GPU machine's speed.json into ours; its nulls never overwrite our values."""
+    ours, gpu = tmp_path / "speed.json", tmp_path / "gpu.json"
+    sr.write_json(ours, full(sr, cpu_quick_edit_s=36.0, paper_edit_s=38.3))
+    theirs = full(sr, paper_edit_s=14.9, mvdream_edit_min=3.2)
+    theirs["paper_edit_s"]["device"] = "NVIDIA H200"
+    sr.write_json(gpu, theirs)
+    assert sr.main(["--merge-from", str(gpu), "--out", str(ours)]) == 0
+    data = json.loads(ours.read_text())
+    assert data["paper_edit_s"]["value"] == 14.9 and data["paper_edit_s"]["device"] == "NVIDIA H200"
+    assert data["mvdream_edit_min"]["value"] == 3.2
+    assert data["cpu_quick_edit_s"]["value"] == 36.0  # null there, kept here
+    with pytest.raises(SystemExit):
+        sr.main(["--merge-from", str(tmp_path / "missing.json"), "--out", str(ours)])
