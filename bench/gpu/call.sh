@@ -95,8 +95,14 @@ if [[ $mode == *speed* ]]; then
 fi
 
 if [[ $mode == *report* ]]; then  # speed.json's GPU figures, measured alone: paper edit + its memory, MVDream (~4 min)
-  timeout ${REPORT_TIMEOUT:-420} python3 bench/speed_report.py \
-    --only paper_edit_s,peak_mem_gb_builtin,mvdream_edit_min,peak_mem_gb_mvdream --out $W/speed_gpu.json \
+  # the MVDream figures need diffusers, which the image lacks: carry .whl with diffusers + importlib_metadata
+  # (`python3 -m pip download --no-deps --only-binary=:all: -d .whl diffusers==0.42.1 importlib_metadata`)
+  ( if ls .whl/diffusers-*.whl > /dev/null 2>&1; then
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/hsite \
+        .whl/diffusers-*.whl .whl/importlib_metadata-*.whl 2>&1 | tail -2; export PYTHONPATH=$PYTHONPATH:/tmp/hsite
+    fi
+    timeout ${REPORT_TIMEOUT:-420} python3 bench/speed_report.py \
+      --only ${REPORT_ONLY:-paper_edit_s,peak_mem_gb_builtin,mvdream_edit_min,peak_mem_gb_mvdream} --out $W/speed_gpu.json ) \
     > $W/speed_report.txt 2>&1; tail -8 $W/speed_report.txt
   # here: python bench/speed_report.py --merge-from /tmp/r/speed_gpu.json --readme
 fi
