@@ -33,7 +33,7 @@ GUIDANCE_SCALE_BUILTIN = 20.0
 # the median ‖∇SDS‖ / ‖∇identity‖ is 0.12 (L1 dominates; the perceptual part is 1/3 of SDS). Of 1, 0.1 and 0.01 tried
 # there, 1 re-renders the source (edit acc 0.17), 0.1 and 0.01 tie (0.83) and 0.1 is closer to the target
 # (docs/quality-issue19.md). Then, with the other issue-19 fixes in (sparsity 1e4), 0.3 vs 0.1 vs 1 on dev2 (round 6,
-# H200, bench preset, 16 shape/pose/object edits x 2 seeds, rule predeclared in bench/gpu/choose_identity.py): 0.3 keeps
+# H200, bench preset, 16 shape/pose/object edits x 2 seeds, rule predeclared in bench/gpu/choose_tag.py): 0.3 keeps
 # edit accuracy (0.81 = 0.81, 32/32 runs succeed) and lowers LPIPS to the source 0.117 -> 0.109; 1 drops it to 0.53.
 IDENTITY_SCALE_BUILTIN = 0.3
 # Opacity penalty weight (pnr/edit/sparsity.py), 0.1 of gradient parity with one SDS step (bench/sparsity_scale.py:
