@@ -10,7 +10,7 @@
 #   bash bench/gpu/call.sh peer MIN            # bench/peer_fit.py: pnr fit vs nerfacc's recipe (carry .whl, see below)
 #   bash bench/gpu/call.sh report MIN          # speed.json's GPU figures alone (bench/speed_report.py), then here
 #                                             # `python bench/speed_report.py --merge-from /tmp/r/speed_gpu.json --readme`
-#   bash bench/gpu/call.sh syncs+lazyspeed MIN # host syncs of a quick edit (bench/gpu/count_syncs.py), then the paper
+#   bash bench/gpu/call.sh syncs+lazypaper MIN # host syncs of a quick edit (bench/gpu/count_syncs.py), then the paper
 #                                             # edit with and without --lazy-budget, both evaluated (~3 min)
 #   RT_BACKEND=ray|processes runs the retest on one pool of N workers instead of N shards;
 #   RT_EXTRA="--preset paper --types pose,object,shape --limit 21" adds arguments to every retest shard
@@ -116,7 +116,7 @@ if [[ $mode == *syncs* ]]; then  # host syncs of a quick GPU edit, per source li
   done
 fi
 
-if [[ $mode == *lazyspeed* ]]; then  # the paper edit with --lazy-budget beside the default, both evaluated
+if [[ $mode == *lazypaper* ]]; then  # the paper edit with --lazy-budget beside the default, both evaluated
   for v in default lazy; do
     flag=""; [ $v = lazy ] && flag=--lazy-budget
     ( time timeout 200 python3 -m pnr.cli edit pnr/assets/sample/red_mug "in blue" --preset paper --device cuda \
