@@ -275,7 +275,7 @@ class _LossReader:
         self._pending.append((loss.detach(), phase, step))
         if not force and len(self._pending) < self.every:
             return False
-        vals = torch.stack([t.float().reshape(()) for t, _, _ in self._pending]).tolist()  # one device-to-host read
+        vals = torch.stack([t.double().reshape(()) for t, _, _ in self._pending]).tolist()  # one read; exact
         for v, (_, ph, st) in zip(vals, self._pending):
             if not math.isfinite(v):
                 kept = f"the last good state is kept in {self.out_dir / STATE_FILE}" if self.out_dir \

@@ -256,3 +256,19 @@ def test_low_memory_edit_runs_and_resumes_a_run_started_without_it(tmp_path):
     _interrupted_run(den, _cfg(), tmp_path / "b")
     res, _ = edit_to_dir(_source(), None, den, "green", None, _cfg(low_memory=True), tmp_path / "b", progress=False)
     assert res.resumed_from == 2 and len(res.losses) == 6 and all(math.isfinite(v) for v in res.losses)
+
+
+def test_losses_are_read_in_batches_and_the_first_non_finite_one_is_named():
+    """The loop reads its losses every READ_EVERY steps (no host sync per step); the values are exact and a NaN is
+    reported at its own step, not at the step that happened to read it."""
+    from pnr.edit.loop import _LossReader
+
+    got: list[float] = []
+    r = _LossReader(got, None, every=3)
+    assert not r.add(torch.tensor(1.5), "edit", 0) and not r.add(torch.tensor(2.25), "edit", 1) and got == []
+    assert r.add(torch.tensor(0.1), "edit", 2) and got == [1.5, 2.25, float(torch.tensor(0.1))]
+    assert r.add(torch.tensor(4.0), "edit", 3, force=True) and got[-1] == 4.0  # forced: before a checkpoint
+    r.add(torch.tensor(float("nan")), "revise", 4)
+    with pytest.raises(NumericalError, match="revise loss became nan at step 4"):
+        r.add(torch.tensor(5.0), "revise", 5, force=True)
+    assert len(got) == 4  # nothing of the failed batch is kept
