@@ -23,12 +23,21 @@ from torch import Tensor, nn
 
 from pnr import rng
 from pnr.render.cameras import Cameras, generate_rays
+from pnr.cuda_graph import GraphCache
 from pnr.render.static import occupied_samples, render_rays_static, sample_mask, sample_points
 from pnr.env import env_flag
 
 
 def enabled() -> bool:
     return env_flag("PNR_RENDER_GRAPHS")
+
+
+def pow2_budget(need: float, rays: int, num_samples: int, min_budget: int) -> int:
+    """The smallest power-of-two multiple of `min_budget` >= need, at most every sample of the rays (few graphs)."""
+    b = min_budget
+    while b < need:
+        b *= 2
+    return min(b, rays * num_samples)
 
 
 class _Render(nn.Module):
@@ -87,10 +96,7 @@ class GraphedRenderer:
         return self._round(need * 1.25, origins.shape[0])
 
     def _round(self, need: float, rays: int) -> int:
-        b = self.min_budget
-        while b < need:
-            b *= 2
-        return min(b, rays * self.num_samples)
+        return pow2_budget(need, rays, self.num_samples, self.min_budget)
 
     def __call__(self, cams: Cameras, generator: torch.Generator | None) -> Tensor:
         if getattr(self.field.cfg, "contraction", "none") != "none":  # no static unbounded sampler: eager render
@@ -193,9 +199,6 @@ class GraphedFixedRenderer:
 
     def __init__(self, field, occupancy, num_samples: int, min_budget: int = 4096, max_graphs: int = 8,
                  lazy: bool = False):
-        from pnr.cuda_graph import GraphCache
-
-        self._cache_cls = GraphCache
         self.field, self.occupancy, self.num_samples = field, occupancy, num_samples
         self.min_budget, self.max_graphs = min_budget, max_graphs
         self._graphs: dict[int, object] = {}  # budget -> GraphCache (keyed there by the rays' shape)
@@ -203,10 +206,7 @@ class GraphedFixedRenderer:
         self.lazy, self.budgets = lazy, LazyBudget(self._round) if lazy else None
 
     def _round(self, need: float, rays: int) -> int:
-        b = self.min_budget
-        while b < need:
-            b *= 2
-        return min(b, rays * self.num_samples)
+        return pow2_budget(need, rays, self.num_samples, self.min_budget)
 
     def budget(self, origins: Tensor, dirs: Tensor) -> int:
         need = occupied_samples(origins, dirs, self.field.cfg.bound, self.occupancy, self.num_samples)
@@ -227,6 +227,6 @@ class GraphedFixedRenderer:
             if len(self._graphs) >= self.max_graphs:
                 self._graphs.pop(next(iter(self._graphs)))
             field, occ, n = self.field, self.occupancy, self.num_samples
-            fn = self._cache_cls(lambda oo, dd: render_centres(field, occ, n, b, oo, dd), max_graphs=2)
+            fn = GraphCache(lambda oo, dd: render_centres(field, occ, n, b, oo, dd), max_graphs=2)
         self._graphs[b] = fn
         return fn(o, d).view(B, H, W, 3)
