@@ -306,7 +306,8 @@ def test_gap_splits_a_metric_difference_by_type_correctness_and_eta(tmp_path, ca
     assert Q.main(["gap", "--jsonl", str(f)]) == 0
     out = capsys.readouterr().out
     assert "| pose | 1 | 0.200 | 0.100 | +0.100 |" in out and "| object | 0 |" in out  # a failed run is left out
-    assert "| all | 2 | 0.150 | 0.100 | +0.050 |" in out and "| both right | 1 | 0.200 | 0.100 | +0.100 |" in out
+    assert "| pose | 1 | 0.200 | 0.100 | +0.100 | – |" in out  # one pair: no standard error
+    assert "| all | 2 | 0.150 | 0.100 | +0.050 | 0.050 |" in out and "| both right | 1 | 0.200 | 0.100 | +0.100 |" in out
     assert "| pnr η in [0.2, 0.4) | 1 | 0.200 | 0.100 | +0.100 |" in out and "| pnr η in [0.05, 0.2) | 1 | 0.100 |" in out
 
 

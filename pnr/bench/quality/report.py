@@ -267,16 +267,20 @@ def cmd_gap(a) -> int:
 
     def row(label: str, ps: list) -> list[str]:
         if not ps:
-            return [label, "0", "–", "–", "–"]
+            return [label, "0", "–", "–", "–", "–"]
         va, vb = [_value(x, m) for _, x, _ in ps], [_value(y, m) for _, _, y in ps]
-        return [label, str(len(ps)), _fmt(_mean(va)), _fmt(_mean(vb)), f"{_mean(va) - _mean(vb):+.3f}"]
+        d = [x - y for x, y in zip(va, vb) if x is not None and y is not None]
+        # standard error of the paired mean difference: how far the gap could move on another draw of edits
+        se = (sum((x - _mean(d)) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5 if len(d) > 1 else None
+        return [label, str(len(ps)), _fmt(_mean(va)), _fmt(_mean(vb)), f"{_mean(va) - _mean(vb):+.3f}",
+                "–" if se is None else f"{se:.3f}"]
 
     right = lambda x: (_value(x, "edited_attr_acc") or 0) >= 1.0  # noqa: E731
     rows = [row(t, [p for p in pairs if p[0].startswith(t + "_")]) for t in TYPES]
     rows += [row("all", pairs), row("both right", [p for p in pairs if right(p[1]) and right(p[2])])]
     rows += [row(f"{a.a} η in [{lo:g}, {hi:g})", [p for p in pairs if p[1].get("eta") is not None
                                                   and lo <= p[1]["eta"] < hi]) for lo, hi in ETA_BINS]
-    print(_markdown(["jobs", "n", a.a, a.b, f"{a.a} − {a.b}"], rows))
+    print(_markdown(["jobs", "n", a.a, a.b, f"{a.a} − {a.b}", "s.e. (paired)"], rows))
     return 0
 
 

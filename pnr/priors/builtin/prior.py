@@ -35,7 +35,9 @@ GUIDANCE_SCALE_BUILTIN = 20.0
 # (docs/quality-issue19.md). Then, with the other issue-19 fixes in (sparsity 1e4), 0.3 vs 0.1 vs 1 on dev2 (round 6,
 # H200, bench preset, 16 shape/pose/object edits x 2 seeds, rule predeclared in bench/gpu/choose_tag.py): 0.3 keeps
 # edit accuracy (0.81 = 0.81, 32/32 runs succeed) and lowers LPIPS to the source 0.117 -> 0.109; 1 drops it to 0.53.
-IDENTITY_SCALE_BUILTIN = 0.3
+# Round 7 (same edits, seeds and rule, 2026-12-04, bench/ablations/issue19_round7_noref.json against round 6's 0.3):
+# 0.5 keeps edit accuracy again (0.81, 32/32) and lowers LPIPS 0.109 -> 0.100; ipg_anneal 0.75 gets 0.102.
+IDENTITY_SCALE_BUILTIN = 0.5
 # Opacity penalty weight (pnr/edit/sparsity.py), 0.1 of gradient parity with one SDS step (bench/sparsity_scale.py:
 # parity at 1.07e5, as identity_scale is 0.1 for the identity term). Chosen on dev2 (issue 19 round 5b, H200, bench
 # preset, 16 shape/pose/object edits x 2 seeds, failures counted as 0): pnr 0.62/0.69 -> 0.81/0.81, 16/16 runs
