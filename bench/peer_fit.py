@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--field", default="default", choices=["default", "small", "tiny"])
     ap.add_argument("--res", type=int, default=64, help="dataset resolution")
     ap.add_argument("--views", type=int, default=40)
-    ap.add_argument("--rays", type=int, default=None, help="pnr's rays per batch (default 8192 GPU, 1024 CPU)")
+    ap.add_argument("--rays", type=int, default=None, help="pnr's rays per batch (default 32768 GPU, 1024 CPU)")
     ap.add_argument("--budgets", default="0.25,0.5,1,1.5,2,3,4,6,8,15,30",
                     help="training seconds at which both are evaluated (both pass 30 dB within 2 s on the H200, so the grid is fine there)")
     ap.add_argument("--target", type=float, default=30.0, help="held-out PSNR whose time to reach is compared")
@@ -213,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="pnr-peer-"))
     ds = make_dataset(root / "data", a.res, a.views, a.seed)
     fcfg = field_preset(a.field)
-    rays = a.rays or (8192 if a.device.startswith("cuda") else 1024)
+    # 32768 on a GPU: pnr's fit step is launch-bound at 8192 rays (H200, 2026-12-04, pnr alone: 30 dB after 0.8 s
+    # at 32768 vs 1.2 s at 8192; bench/results/speed_h200_2026-12-04/peer_pnr_rays32768.txt); `pnr fit --rays N`
+    rays = a.rays or (32768 if a.device.startswith("cuda") else 1024)
     device_name = torch.cuda.get_device_name() if a.device.startswith("cuda") else "cpu"
     from datetime import datetime, timezone
 

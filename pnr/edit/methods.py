@@ -23,6 +23,7 @@ from pnr.field.field import Field
 from pnr.guidance.pds import pds, pds_timesteps
 from pnr.guidance.sdedit import sdedit
 from pnr.guidance.sds import sds
+from pnr.h2d import to_device
 from pnr.render.cameras import Cameras, random_orbit_views
 from pnr.render.occupancy import OccupancyGrid
 from pnr.render.volume import render
@@ -94,7 +95,7 @@ class Method:
         guide, cfg = s.guide, s.cfg
         v, dev, cams, rgb, x = _render_group(s)
         b = x.shape[0]
-        t = s.phase.schedule.sample(s.step, s.phase.steps, b, generator=s.g).to(dev)
+        t = to_device(s.phase.schedule.sample(s.step, s.phase.steps, b, generator=s.g), dev)
         weighting = cfg.weighting if self.weighting_from_cfg else "eps"
         rescale = cfg.recon_std_rescale if self.weighting_from_cfg and weighting == "x0" else 0.0
         out = sds(guide.prior, x, repeat_cond(guide.cond, b), repeat_cond(guide.uncond, b),
@@ -156,8 +157,8 @@ class PDS(Method):
         lo, hi = cfg.t_baseline
         t_idx, tp_idx = pds_timesteps(guide.prior.schedule.num_steps, b, lo=lo, hi=hi, generator=s.g)
         out = pds(guide.prior, x, x_src, repeat_cond(guide.cond, b), repeat_cond(guide.cond_src, b),
-                  repeat_cond(guide.uncond, b), group_c2w(cams, v).to(dev), cfg.guidance_scale, t_idx.to(dev),
-                  tp_idx.to(dev), generator=s.g)
+                  repeat_cond(guide.uncond, b), group_c2w(cams, v).to(dev), cfg.guidance_scale, to_device(t_idx, dev),
+                  to_device(tp_idx, dev), generator=s.g)
         return StepOut(out["loss"], rgb, _with_extra(cams, s.extra))
 
 

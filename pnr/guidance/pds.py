@@ -39,7 +39,7 @@ def pds_timesteps(num_train_steps: int, batch: int, grid_steps: int = 500, lo: f
 
 def _z(den: Denoiser, x0: Tensor, cond: Any, uncond: Any, c2w: Tensor, t_idx: Tensor, tp_idx: Tensor,
        eps: Tensor, eps_prev: Tensor, guidance_scale: float) -> Tensor:
-    acp = den.schedule.alphas_cumprod.to(x0.device, torch.float32)
+    acp = den.schedule.on(x0.device).float()
     shape = (-1,) + (1,) * (x0.dim() - 1)
     ab_t, ab_p = acp[t_idx].view(shape), acp[tp_idx].view(shape)
     alpha = ab_t / ab_p

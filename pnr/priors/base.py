@@ -29,8 +29,20 @@ class NoiseSchedule:
         return (t.clamp(0, 1) * (self.num_steps - 1)).round().long()
 
     def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        acp = self.alphas_cumprod.to(t.device)[self.index(t).to(t.device)]
+        acp = self.on(t.device)[self.index(t)]
         return acp.sqrt(), (1 - acp).sqrt()
+
+    def on(self, device) -> Tensor:
+        """alphas_cumprod on `device`, copied there once (a copy every step would stall the host on a GPU)."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if self.alphas_cumprod.device == device:
+            return self.alphas_cumprod
+        cache = self.__dict__.setdefault("_on", {})
+        if device not in cache:
+            cache[device] = self.alphas_cumprod.to(device)
+        return cache[device]
 
     @staticmethod
     def scaled_linear(num_steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> "NoiseSchedule":

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from pnr.h2d import to_device
+
 
 @dataclass
 class Cameras:
@@ -35,9 +37,10 @@ class Cameras:
         return self.c2w.device
 
     def to(self, device) -> "Cameras":
-        return Cameras(self.c2w.to(device), self.fx.to(device), self.fy.to(device),
-                       self.cx.to(device), self.cy.to(device), self.width, self.height,
-                       None if self.distortion is None else self.distortion.to(device))
+        """On `device`; CPU -> CUDA without stalling the host (the edit step makes its cameras on the CPU)."""
+        return Cameras(to_device(self.c2w, device), to_device(self.fx, device), to_device(self.fy, device),
+                       to_device(self.cx, device), to_device(self.cy, device), self.width, self.height,
+                       None if self.distortion is None else to_device(self.distortion, device))
 
     def __getitem__(self, idx) -> "Cameras":
         if isinstance(idx, int):
