@@ -13,6 +13,8 @@ Figures (each measured in this run, in a subprocess, never copied from elsewhere
                        memory, so the edit runs through this script's --child-peak wrapper, in the same process)
   mvdream_edit_min     bench/full_size_step.py --priors mvdream: its projected full edit with IPG, minutes (CUDA)
   peak_mem_gb_mvdream  torch.cuda.max_memory_allocated (GiB) of that full_size_step.py process (anchors + MVDream steps)
+  peak_mem_gb_mvdream_low_memory   the same with --low-memory (pnr edit --low-memory's step: checkpointed render
+                       chunks and VAE encoder), the path for a 24 GB GPU (issue 21); its projected minutes beside it
   peer_fit_ratio       bench/peer_fit.py (CUDA, nerfacc 0.5.x): training seconds to 30 dB held-out PSNR of the nerfacc
                        instant-ngp recipe / of `pnr fit`, same dataset and device; > 1 = pnr is faster (goal 1.5).
                        --peer PEER.json reads a peer_fit.py result (e.g. from the GPU machine) instead of running it
@@ -52,6 +54,7 @@ FIGURES = {
     "peak_mem_gb_builtin": ("GiB", "peak CUDA memory of the paper edit, built-in prior"),
     "peak_mem_gb_mvdream": ("GiB", "peak CUDA memory of full_size_step.py, MVDream"),
     "mvdream_edit_min": ("min", "projected full edit with IPG, MVDream, full_size_step.py"),
+    "peak_mem_gb_mvdream_low_memory": ("GiB", "the same with --low-memory (the path for a 24 GB GPU)"),
 }
 
 
@@ -282,13 +285,16 @@ def measure_paper(ctx: dict) -> dict:
     return out
 
 
-def measure_mvdream(ctx: dict) -> dict:
-    keys = ("mvdream_edit_min", "peak_mem_gb_mvdream")
+def measure_mvdream(ctx: dict, low_memory: bool = False) -> dict:
+    """bench/full_size_step.py --priors mvdream in a subprocess -> mvdream_edit_min + peak_mem_gb_mvdream, or with
+    `low_memory` (its --low-memory) -> peak_mem_gb_mvdream_low_memory (its projected minutes as a detail)."""
+    keys = ("peak_mem_gb_mvdream_low_memory",) if low_memory else ("mvdream_edit_min", "peak_mem_gb_mvdream")
     if not ctx["cuda"]:
         return {k: figure(k, None, why="needs CUDA", device=ctx["cpu"], date=now_utc(), command=None) for k in keys}
     tmp = Path(tempfile.mkdtemp(prefix="pnr-speed-mvdream-"))
     res_file, peak_file, log = tmp / "full_size_step.json", tmp / "peak.json", tmp / "log.txt"
-    cmd = [*peak_wrapper(peak_file), "bench/full_size_step.py", "--priors", "mvdream", "--json", str(res_file)]
+    cmd = [*peak_wrapper(peak_file), "bench/full_size_step.py", "--priors", "mvdream", "--json", str(res_file),
+           *(["--low-memory"] if low_memory else [])]
     base = dict(device=ctx["gpu"], date=now_utc(), command=shlex.join(cmd), load=os.getloadavg())
     rc, wall = run_cmd(cmd, log)
     if rc != 0 or not res_file.exists():
@@ -297,6 +303,15 @@ def measure_mvdream(ctx: dict) -> dict:
     out = {}
     proj = r.get("projection_min", {}).get("mvdream")
     steps = r.get("steps", {})
+    peak = json.loads(peak_file.read_text()).get("max_memory_allocated") if peak_file.exists() else None
+    if low_memory:
+        out["peak_mem_gb_mvdream_low_memory"] = (
+            figure("peak_mem_gb_mvdream_low_memory", round(peak / 2**30, 3), **base,
+                   edit_min=round(proj["ipg"], 2) if proj else None, wall_s=round(wall, 1),
+                   source="torch.cuda.max_memory_allocated of the full_size_step.py --low-memory process, GiB")
+            if peak is not None else
+            figure("peak_mem_gb_mvdream_low_memory", None, why="full_size_step.py reported no CUDA memory", **base))
+        return out
     out["mvdream_edit_min"] = (
         figure("mvdream_edit_min", round(proj["ipg"], 2), **base, no_ipg_min=round(proj["no_ipg"], 2),
                source="full_size_step.py projection_min.mvdream.ipg: 800 steps at 64 + 750 at 256 + 1000 revise "
@@ -304,7 +319,6 @@ def measure_mvdream(ctx: dict) -> dict:
                step_s={k: v.get("total") for k, v in steps.items() if isinstance(v, dict)}, wall_s=round(wall, 1))
         if proj else
         figure("mvdream_edit_min", None, why=f"no projection (steps: {json.dumps(steps)[:200]})", **base))
-    peak = json.loads(peak_file.read_text()).get("max_memory_allocated") if peak_file.exists() else None
     out["peak_mem_gb_mvdream"] = (
         figure("peak_mem_gb_mvdream", round(peak / 2**30, 3), **base,
                source="torch.cuda.max_memory_allocated of the full_size_step.py process (SD anchors + MVDream steps "
@@ -345,7 +359,8 @@ def measure_peer(ctx: dict, peer_path: str | None) -> dict:
 
 def cannot_measure(ctx: dict, name: str, peer: str | None) -> str | None:
     """Why this machine cannot measure the figure, or None if it can."""
-    if name in ("paper_edit_s", "peak_mem_gb_builtin", "mvdream_edit_min", "peak_mem_gb_mvdream") and not ctx["cuda"]:
+    if name in ("paper_edit_s", "peak_mem_gb_builtin", "mvdream_edit_min", "peak_mem_gb_mvdream",
+                "peak_mem_gb_mvdream_low_memory") and not ctx["cuda"]:
         return "needs CUDA"
     if name == "peer_fit_ratio" and not peer and not ctx["cuda"]:
         return "needs CUDA (nerfacc)"
@@ -401,6 +416,8 @@ def main(argv=None) -> int:
             new.update({k: v for k, v in measure_paper(ctx).items() if k in want})
         if {"mvdream_edit_min", "peak_mem_gb_mvdream"} & set(want):
             new.update({k: v for k, v in measure_mvdream(ctx).items() if k in want})
+        if "peak_mem_gb_mvdream_low_memory" in want:
+            new.update(measure_mvdream(ctx, low_memory=True))
         if "peer_fit_ratio" in want:
             new.update(measure_peer(ctx, a.peer))
         for k in FIGURES:  # figures not asked for: null, unless --merge keeps the old ones

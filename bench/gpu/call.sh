@@ -102,7 +102,7 @@ if [[ $mode == *report* ]]; then  # speed.json's GPU figures, measured alone: pa
         .whl/diffusers-*.whl .whl/importlib_metadata-*.whl 2>&1 | tail -2; export PYTHONPATH=$PYTHONPATH:/tmp/hsite
     fi
     timeout ${REPORT_TIMEOUT:-420} python3 bench/speed_report.py \
-      --only ${REPORT_ONLY:-paper_edit_s,peak_mem_gb_builtin,mvdream_edit_min,peak_mem_gb_mvdream} --out $W/speed_gpu.json ) \
+      --only ${REPORT_ONLY:-paper_edit_s,peak_mem_gb_builtin,mvdream_edit_min,peak_mem_gb_mvdream,peak_mem_gb_mvdream_low_memory} --out $W/speed_gpu.json ) \
     > $W/speed_report.txt 2>&1; tail -8 $W/speed_report.txt
   # here: python bench/speed_report.py --merge-from /tmp/r/speed_gpu.json --readme
 fi
