@@ -16,6 +16,6 @@ from torch import Tensor
 def to_device(x: Tensor, device) -> Tensor:
     """`x.to(device)` with the same values; CPU -> CUDA through pinned memory, queued, without a host sync."""
     device = torch.device(device)
-    if device.type != "cuda" or x.device.type != "cpu":
+    if device.type != "cuda" or x.device.type != "cpu" or x.requires_grad:  # (a tensor with grad: the plain path)
         return x.to(device)
     return x.pin_memory().to(device, non_blocking=True)
