@@ -271,7 +271,8 @@ def cmd_gap(a) -> int:
         va, vb = [_value(x, m) for _, x, _ in ps], [_value(y, m) for _, _, y in ps]
         d = [x - y for x, y in zip(va, vb) if x is not None and y is not None]
         # standard error of the paired mean difference: how far the gap could move on another draw of edits
-        se = (sum((x - _mean(d)) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5 if len(d) > 1 else None
+        md = _mean(d)
+        se = (sum((x - md) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5 if len(d) > 1 else None
         return [label, str(len(ps)), _fmt(_mean(va)), _fmt(_mean(vb)), f"{_mean(va) - _mean(vb):+.3f}",
                 "–" if se is None else f"{se:.3f}"]
 
